@@ -102,6 +102,7 @@ func (c *cluster) startNode(opts *Options) *node {
 	nd := &node{rdb: c.redis.client(c.t), sockets: map[string]chan *socket.Socket{}}
 	nd.b = New(nd.rdb, &o)
 	so := socket.DefaultServerOptions()
+	so.SetConnectTimeout(time.Second)
 	if os.Getenv("NOADAPTER") == "" {
 		so.SetAdapter(nd.b)
 	}
@@ -191,4 +192,13 @@ func waitEvents(t testing.TB, cl *sioclient.Client, name string, n int) []siocli
 		t.Fatalf("waiting for %d %q events on client %s: %v (got %d)", n, name, cl.ID(), err, len(cl.Received(name)))
 	}
 	return evs
+}
+
+// httptestServer serves io on a new httptest.Server closed at the end of the
+// test, and returns its base URL.
+func httptestServer(t testing.TB, io *socket.Server) string {
+	t.Helper()
+	srv := httptest.NewServer(io.ServeHandler(nil))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

@@ -198,8 +198,9 @@ func (e *encoder) appendFlags(f wireFlags) {
 // length against the bytes that remain, so hostile length prefixes cannot make
 // it allocate.
 type frameDecoder struct {
-	r bytes.Reader
-	d *msgpack.Decoder
+	buf []byte
+	r   bytes.Reader
+	d   *msgpack.Decoder
 }
 
 var decoderPool = sync.Pool{New: func() any {
@@ -210,12 +211,14 @@ var decoderPool = sync.Pool{New: func() any {
 
 func getDecoder(b []byte) *frameDecoder {
 	fd := decoderPool.Get().(*frameDecoder)
+	fd.buf = b
 	fd.r.Reset(b)
 	fd.d.Reset(&fd.r)
 	return fd
 }
 
 func putDecoder(fd *frameDecoder) {
+	fd.buf = nil
 	fd.r.Reset(nil)
 	decoderPool.Put(fd)
 }
@@ -242,6 +245,36 @@ func (fd *frameDecoder) mapLen() (int, error) {
 		return 0, errFrameLength
 	}
 	return n, nil
+}
+
+// checkPayloadLen reads the length prefix of the string, binary or extension
+// value that starts at the current position (code c) without consuming it, and
+// fails when it claims more bytes than remain. The msgpack library would
+// otherwise allocate up to 1 MiB per claimed value before noticing.
+func (fd *frameDecoder) checkPayloadLen(c byte) error {
+	off := len(fd.buf) - fd.r.Len()
+	hdr := fd.buf[off:]
+	var n, size int
+	switch c {
+	case msgpcode.Str8, msgpcode.Bin8, msgpcode.Ext8:
+		size = 1
+	case msgpcode.Str16, msgpcode.Bin16, msgpcode.Ext16:
+		size = 2
+	case msgpcode.Str32, msgpcode.Bin32, msgpcode.Ext32:
+		size = 4
+	default:
+		return nil // fixed-size value, or a fixstr whose length is in c
+	}
+	if len(hdr) < 1+size {
+		return errFrameLength
+	}
+	for _, x := range hdr[1 : 1+size] {
+		n = n<<8 | int(x)
+	}
+	if n > len(hdr)-1-size {
+		return errFrameLength
+	}
+	return nil
 }
 
 // value decodes any msgpack value into the Go shapes the Socket.IO server
@@ -285,12 +318,56 @@ func (fd *frameDecoder) value(depth int) (any, error) {
 		}
 		return m, nil
 	case msgpcode.IsBin(c):
+		if err := fd.checkPayloadLen(c); err != nil {
+			return nil, err
+		}
 		return fd.d.DecodeBytes()
 	case msgpcode.IsString(c):
+		if err := fd.checkPayloadLen(c); err != nil {
+			return nil, err
+		}
 		return fd.d.DecodeString()
 	default:
-		return fd.d.DecodeInterfaceLoose()
+		return fd.scalar()
 	}
+}
+
+// scalar decodes a value that must not be an array or a map (a number, a
+// string, a boolean, nil or an extension), after checking its claimed length.
+// Containers are refused: decoding them generically would bypass the length
+// checks of value.
+func (fd *frameDecoder) scalar() (any, error) {
+	c, err := fd.d.PeekCode()
+	if err != nil {
+		return nil, err
+	}
+	if isContainer(c) {
+		return nil, fmt.Errorf("%w: unexpected array or map", errFrameShape)
+	}
+	if err := fd.checkPayloadLen(c); err != nil {
+		return nil, err
+	}
+	if msgpcode.IsBin(c) {
+		return fd.d.DecodeBytes()
+	}
+	return fd.d.DecodeInterfaceLoose()
+}
+
+func isContainer(c byte) bool {
+	return msgpcode.IsFixedArray(c) || msgpcode.IsFixedMap(c) ||
+		c == msgpcode.Array16 || c == msgpcode.Array32 || c == msgpcode.Map16 || c == msgpcode.Map32
+}
+
+// str decodes a string after checking its claimed length.
+func (fd *frameDecoder) str() (string, error) {
+	c, err := fd.d.PeekCode()
+	if err != nil {
+		return "", err
+	}
+	if err := fd.checkPayloadLen(c); err != nil {
+		return "", err
+	}
+	return fd.d.DecodeString()
 }
 
 // key decodes a map key. JavaScript object keys are strings; numbers are
@@ -300,10 +377,13 @@ func (fd *frameDecoder) key() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := fd.checkPayloadLen(c); err != nil {
+		return "", err
+	}
 	if msgpcode.IsString(c) {
 		return fd.d.DecodeString()
 	}
-	v, err := fd.d.DecodeInterfaceLoose()
+	v, err := fd.scalar()
 	if err != nil {
 		return "", err
 	}
@@ -323,11 +403,14 @@ func (fd *frameDecoder) room() (socket.Room, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := fd.checkPayloadLen(c); err != nil {
+		return "", err
+	}
 	if msgpcode.IsString(c) {
 		s, err := fd.d.DecodeString()
 		return socket.Room(s), err
 	}
-	v, err := fd.d.DecodeInterfaceLoose()
+	v, err := fd.scalar()
 	if err != nil {
 		return "", err
 	}
@@ -383,7 +466,7 @@ func (fd *frameDecoder) rooms() ([]socket.Room, error) {
 
 // number decodes an integer or float as float64 (JavaScript numbers).
 func (fd *frameDecoder) number() (float64, error) {
-	v, err := fd.d.DecodeInterfaceLoose()
+	v, err := fd.scalar()
 	if err != nil {
 		return 0, err
 	}
@@ -440,7 +523,7 @@ func decodeBroadcast(b []byte) (*broadcastFrame, error) {
 	if n != 3 {
 		return nil, fmt.Errorf("%w: broadcast array of %d elements", errFrameShape, n)
 	}
-	if f.UID, err = fd.d.DecodeString(); err != nil {
+	if f.UID, err = fd.str(); err != nil {
 		return nil, fmt.Errorf("%w: uid: %v", errFrameShape, err)
 	}
 	if err := fd.packet(&f.Packet); err != nil {
@@ -484,7 +567,7 @@ func (fd *frameDecoder) packet(p *parser.Packet) error {
 				return err
 			}
 		case "nsp":
-			if p.Nsp, err = fd.d.DecodeString(); err != nil {
+			if p.Nsp, err = fd.str(); err != nil {
 				return fmt.Errorf("%w: nsp: %v", errFrameShape, err)
 			}
 		case "id":
@@ -497,7 +580,7 @@ func (fd *frameDecoder) packet(p *parser.Packet) error {
 				p.Id = &id
 			}
 		default:
-			if err := fd.d.Skip(); err != nil {
+			if err := fd.skip(); err != nil {
 				return err
 			}
 		}
@@ -530,7 +613,7 @@ func (fd *frameDecoder) broadcastOpts(rooms, except *[]socket.Room, flags *wireF
 				return err
 			}
 		default:
-			if err := fd.d.Skip(); err != nil {
+			if err := fd.skip(); err != nil {
 				return err
 			}
 		}
@@ -574,7 +657,7 @@ func (fd *frameDecoder) flags(f *wireFlags) error {
 				f.Timeout = &d
 			}
 		default:
-			if err := fd.d.Skip(); err != nil {
+			if err := fd.skip(); err != nil {
 				return err
 			}
 		}
@@ -649,4 +732,10 @@ func normalize(v any) (any, bool, error) {
 		return b, true, err
 	}
 	return v, false, nil
+}
+
+// skip discards one value with the same bounds as value.
+func (fd *frameDecoder) skip() error {
+	_, err := fd.value(1)
+	return err
 }
