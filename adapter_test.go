@@ -86,7 +86,9 @@ func broadcastCases() []broadcastCase {
 		{
 			name: "C7 to a single socket id on another instance",
 			nsp:  "/",
-			emit: func(c *cluster, s []*socket.Socket) { c.nodes[0].io.To(socket.Room(s[1].Id())).Emit("test", payload...) },
+			emit: func(c *cluster, s []*socket.Socket) {
+				c.nodes[0].io.To(socket.Room(s[1].Id())).Emit("test", payload...)
+			},
 			want: []int{1},
 		},
 		{

@@ -15,6 +15,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/d38ad898/redisadapter/internal/sioclient"
 	"github.com/redis/go-redis/v9"
+	"github.com/zishang520/engine.io/v2/types"
 	"github.com/zishang520/socket.io/v2/socket"
 )
 
@@ -202,3 +203,7 @@ func httptestServer(t testing.TB, io *socket.Server) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+type typesSet = types.Set[socket.Room]
+
+func newTypesSet() *typesSet { return types.NewSet[socket.Room]() }

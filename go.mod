@@ -1,6 +1,6 @@
 module github.com/d38ad898/redisadapter
 
-go 1.26.8
+go 1.24.1
 
 require (
 	github.com/alicebob/miniredis/v2 v2.40.0

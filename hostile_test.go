@@ -19,9 +19,9 @@ func hostileFrames(t testing.TB) []string {
 		"[1,2,3]",
 		"not msgpack at all",
 		"\x83\xa3uid\xa1x\xa6packet\x80\xa4opts\x80", // map-shaped broadcast (the old Go ports' format)
-		"\xdd\x7f\xff\xff\xff",                      // claims a 2^31-element array
-		"\xdf\x7f\xff\xff\xff",                      // claims a 2^31-entry map
-		"\xdb\x7f\xff\xff\xff",                      // claims a 2 GiB string
+		"\xdd\x7f\xff\xff\xff",                       // claims a 2^31-element array
+		"\xdf\x7f\xff\xff\xff",                       // claims a 2^31-entry map
+		"\xdb\x7f\xff\xff\xff",                       // claims a 2 GiB string
 	}
 	for _, g := range golden {
 		b, _ := hex.DecodeString(g)

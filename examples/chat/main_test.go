@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/d38ad898/redisadapter/internal/sioclient"
+)
+
+// TestChatAcrossInstances starts a two-instance cluster on an embedded
+// miniredis and checks that a message sent through one instance reaches a
+// client connected to the other.
+func TestChatAcrossInstances(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	urls := startCluster(t, ctx, config{Instances: 2})
+
+	// The page is served at / and loads the Socket.IO client from the CDN.
+	page := get(t, ctx, urls[0])
+	if want := `<script src="` + defaultClientJS + `"></script>`; !strings.Contains(page, want) {
+		t.Errorf("page at %s does not contain %s:\n%s", urls[0], want, page)
+	}
+	if want := fmt.Sprintf(`data-instance="%d"`, port(t, urls[0])); !strings.Contains(page, want) {
+		t.Errorf("page at %s does not contain %s", urls[0], want)
+	}
+
+	// Connect bob to instance 1 and alice to instance 0. Each one's own
+	// "joined" line shows that the server has put it in the lobby.
+	bob := dial(t, ctx, urls[1], "bob")
+	waitPresence(t, ctx, bob, "bob", port(t, urls[1]))
+	alice := dial(t, ctx, urls[0], "alice")
+	waitPresence(t, ctx, alice, "alice", port(t, urls[0]))
+
+	if err := alice.Emit("chat message", map[string]any{"name": "alice", "text": "  hello from instance 0  "}); err != nil {
+		t.Fatalf("emit: %v", err)
+	}
+	want := chatMessage{Name: "alice", Text: "hello from instance 0", Instance: port(t, urls[0])}
+	for who, c := range map[string]*sioclient.Client{"bob on instance 1": bob, "alice on instance 0": alice} {
+		events, err := c.WaitFor(ctx, "chat message", 1)
+		if err != nil {
+			t.Fatalf("%s: %v", who, err)
+		}
+		if got := decodeMessage(t, events[0]); got != want {
+			t.Errorf("%s got chat message %+v, want %+v", who, got, want)
+		}
+	}
+
+	// Bob also heard alice join through the other instance.
+	waitPresence(t, ctx, bob, "alice", port(t, urls[0]))
+}
+
+// TestLocalClientJS checks that -client-js may name a local file, which the
+// instances then serve themselves; browser tests rely on this.
+func TestLocalClientJS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	file := filepath.Join(t.TempDir(), "socket.io.min.js")
+	const body = "/* a stand-in for the Socket.IO browser client */"
+	if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	urls := startCluster(t, ctx, config{Instances: 1, ClientJS: file})
+
+	if page, want := get(t, ctx, urls[0]), `<script src="`+localClientJSPath+`"></script>`; !strings.Contains(page, want) {
+		t.Errorf("page does not contain %s:\n%s", want, page)
+	}
+	if got := get(t, ctx, strings.TrimSuffix(urls[0], "/")+localClientJSPath); got != body {
+		t.Errorf("GET %s = %q, want %q", localClientJSPath, got, body)
+	}
+}
+
+// startCluster runs the example with cfg on free ports and an embedded
+// miniredis, and returns the base URL of each instance once the cluster is
+// ready. The cluster is stopped, and run is checked to have returned nil,
+// when the test ends. Logs are shown only if the test fails.
+func startCluster(t *testing.T, ctx context.Context, cfg config) []string {
+	t.Helper()
+	logs := &syncBuffer{}
+	cfg.Host, cfg.Port, cfg.RedisURL = "127.0.0.1", 0, ""
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Out = logs
+	ready := make(chan []string, 1)
+	cfg.Ready = func(urls []string) { ready <- urls }
+
+	// The cluster gets its own context, so that it outlives the test's
+	// clients: they are closed first, by their own cleanups.
+	runCtx, stop := context.WithCancel(context.Background())
+	var runErr error
+	done := make(chan struct{})
+	go func() {
+		runErr = run(runCtx, cfg)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case <-done:
+			if runErr != nil {
+				t.Errorf("run returned %v", runErr)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("run did not return within 15s of being cancelled")
+		}
+		if t.Failed() {
+			t.Logf("logs:\n%s", logs.String())
+		}
+	})
+
+	select {
+	case urls := <-ready:
+		if len(urls) != cfg.Instances {
+			t.Fatalf("got %d URLs, want %d: %v", len(urls), cfg.Instances, urls)
+		}
+		return urls
+	case <-done:
+		t.Fatalf("run returned before the cluster was ready: %v", runErr)
+	case <-ctx.Done():
+		t.Fatalf("cluster not ready: %v", ctx.Err())
+	}
+	return nil
+}
+
+// get fetches rawURL, fails the test unless the status is 200, and returns
+// the body.
+func get(t *testing.T, ctx context.Context, rawURL string) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", rawURL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", rawURL, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d, want 200:\n%s", rawURL, resp.StatusCode, body)
+	}
+	return string(body)
+}
+
+// dial connects a test client named name to the instance at baseURL and
+// closes it when the test ends.
+func dial(t *testing.T, ctx context.Context, baseURL, name string) *sioclient.Client {
+	t.Helper()
+	c, err := sioclient.Dial(ctx, baseURL, "/", sioclient.WithAuth(map[string]any{"name": name}))
+	if err != nil {
+		t.Fatalf("dial %s: %v", baseURL, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// waitPresence waits until c has been told that name joined via the instance
+// on port.
+func waitPresence(t *testing.T, ctx context.Context, c *sioclient.Client, name string, port int) {
+	t.Helper()
+	want := fmt.Sprintf("%s joined via :%d", name, port)
+	for n := 1; ; n++ {
+		events, err := c.WaitFor(ctx, "presence", n)
+		if err != nil {
+			t.Fatalf("waiting for %q: %v", want, err)
+		}
+		if len(events[n-1].Args) > 0 {
+			if p, ok := events[n-1].Args[0].(map[string]any); ok && presenceLine(p) == want {
+				return
+			}
+		}
+	}
+}
+
+// presenceLine renders a presence event the way the page does.
+func presenceLine(p map[string]any) string {
+	name, _ := p["name"].(string)
+	event, _ := p["event"].(string)
+	inst, _ := p["instance"].(float64)
+	return fmt.Sprintf("%s %s via :%d", name, event, int(inst))
+}
+
+// chatMessage is the payload of a "chat message" event sent by the server.
+type chatMessage struct {
+	Name     string
+	Text     string
+	Instance int
+}
+
+// decodeMessage returns the payload of a "chat message" event.
+func decodeMessage(t *testing.T, ev sioclient.Event) chatMessage {
+	t.Helper()
+	if len(ev.Args) != 1 {
+		t.Fatalf("chat message has %d arguments, want 1: %v", len(ev.Args), ev.Args)
+	}
+	m, ok := ev.Args[0].(map[string]any)
+	if !ok {
+		t.Fatalf("chat message payload is %T, want an object", ev.Args[0])
+	}
+	var msg chatMessage
+	msg.Name, _ = m["name"].(string)
+	msg.Text, _ = m["text"].(string)
+	inst, _ := m["instance"].(float64)
+	msg.Instance = int(inst)
+	return msg
+}
+
+// port returns the port of a base URL.
+func port(t *testing.T, rawURL string) int {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatalf("no port in %s", rawURL)
+	}
+	return p
+}
+
+// syncBuffer is a bytes.Buffer that is safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
