@@ -83,6 +83,10 @@ type cluster struct {
 // Each server has its own go-redis client and its own Builder.
 func newCluster(t testing.TB, n int, opts *Options, nsps ...string) *cluster {
 	t.Helper()
+	if tt, ok := t.(*testing.T); ok {
+		// Registered first, so it runs after every other cleanup.
+		verifyNoLeaks(tt)
+	}
 	c := &cluster{t: t, redis: newTestRedis(t), key: uniqueKey(t), nsps: append([]string{"/"}, nsps...)}
 	for i := 0; i < n; i++ {
 		c.nodes = append(c.nodes, c.startNode(opts))
