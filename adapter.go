@@ -197,6 +197,7 @@ type Builder struct {
 
 	health health
 	stats  counters
+	reqs   requests
 
 	done      chan struct{}
 	closed    atomic.Bool
@@ -230,6 +231,7 @@ func New(client redis.UniversalClient, opts *Options) *Builder {
 		subWake:   make(chan struct{}, 1),
 		queue:     make(chan outFrame, o.PublishQueueSize),
 		done:      make(chan struct{}),
+		reqs:      requests{pending: map[string]*pendingRequest{}, acks: map[string]*ackRequest{}},
 	}
 	b.log = b.log.With(slog.String("uid", b.uid))
 	if err := opts.Validate(); err != nil {
@@ -276,7 +278,7 @@ func (b *Builder) isClosed() bool { return b.closed.Load() }
 // New implements socket.AdapterConstructor: it creates the adapter of one
 // namespace and subscribes to its channels in the background.
 func (b *Builder) New(nsp socket.Namespace) socket.Adapter {
-	a := &Adapter{b: b, name: nsp.Name()}
+	a := &Adapter{b: b, name: nsp.Name(), ackSlot: make(chan struct{}, 1)}
 	a.Adapter = socket.MakeAdapter()
 	a.Prototype(a)
 	a.Construct(nsp)
@@ -340,6 +342,12 @@ type Adapter struct {
 	ch      channels
 	encoder parser.Encoder
 	closed  atomic.Bool
+
+	// ackSlot and current serialize the window between BroadcastWithAck
+	// and the server's ServerCount call (see ackRequest.arm).
+	ackSlot chan struct{}
+	ackMu   sync.Mutex
+	current *ackRequest
 }
 
 var _ socket.Adapter = (*Adapter)(nil)
@@ -390,34 +398,47 @@ func (a *Adapter) publishBroadcast(pkt *parser.Packet, rooms, except []socket.Ro
 	b.publish(channel, e)
 }
 
-// BroadcastWithAck delivers a packet that expects acknowledgements to the
-// local clients. Acknowledgements from clients of other servers are not
-// collected yet: this version answers for the local clients only.
-func (a *Adapter) BroadcastWithAck(pkt *parser.Packet, opts *socket.BroadcastOptions, clientCountCallback func(uint64), ack socket.Ack) {
-	rooms, except, flags, _ := splitOptions(opts)
-	pkt.Nsp = a.name
-	if data, err := normalizeData(pkt.Data); err == nil {
-		pkt.Data = data
-	}
-	id := a.Nsp().Ids()
-	pkt.Id = &id
-	var count uint64
-	a.deliver(pkt, rooms, except, flags, func(s *socket.Socket) {
-		count++
-		s.Acks().Store(id, ack)
-	})
-	clientCountCallback(count)
-}
-
 // ServerCount returns the number of servers subscribed to this namespace,
 // from PUBSUB NUMSUB on the request channel (summed over every master of a
 // Redis Cluster). While degraded it returns 1 without asking Redis.
+//
+// Right after BroadcastWithAck, socket.io/v2 calls ServerCount to learn how
+// many servers will report a client count. In that case ServerCount also
+// waits (up to the broadcast's timeout) for the other servers' counts and
+// hands them to the server on the calling goroutine: see ackRequest.arm.
 func (a *Adapter) ServerCount() int64 {
+	a.ackMu.Lock()
+	ar := a.current
+	a.ackMu.Unlock()
+	if ar != nil {
+		t := time.NewTimer(ar.timeout)
+		select {
+		case <-ar.countsDone:
+		case <-t.C:
+		case <-a.b.done:
+		}
+		t.Stop()
+		ar.flush()
+		time.AfterFunc(armGrace, ar.arm)
+		a.releaseAckSlot(ar)
+		return int64(1 + ar.others)
+	}
 	n, err := a.b.serverCount(a.ch.request)
 	if err != nil || n < 1 {
 		return 1
 	}
 	return n
+}
+
+// releaseAckSlot ends the BroadcastWithAck window of ar, if it is the current
+// one.
+func (a *Adapter) releaseAckSlot(ar *ackRequest) {
+	a.ackMu.Lock()
+	defer a.ackMu.Unlock()
+	if a.current == ar {
+		a.current = nil
+		<-a.ackSlot
+	}
 }
 
 // splitOptions extracts what the adapter needs from the server's options.
@@ -459,17 +480,6 @@ func (a *Adapter) onBroadcast(channel, payload string) {
 		return
 	}
 	a.deliver(&f.Packet, f.Rooms, f.Except, f.Flags, nil)
-}
-
-// onRequestChannel handles a frame received on a request or response channel.
-func (a *Adapter) onRequestChannel(channel, payload string) {
-	b := a.b
-	if err := checkRequestFrame(payload); err != nil {
-		b.stats.droppedMalformed.Add(1)
-		b.log.Debug("dropped malformed request frame", slog.String("channel", channel), slog.Any("error", err))
-		return
-	}
-	b.stats.droppedUnsupported.Add(1)
 }
 
 func newUID() string {

@@ -87,7 +87,13 @@ func newCluster(t testing.TB, n int, opts *Options, nsps ...string) *cluster {
 		// Registered first, so it runs after every other cleanup.
 		verifyNoLeaks(tt)
 	}
-	c := &cluster{t: t, redis: newTestRedis(t), key: uniqueKey(t), nsps: append([]string{"/"}, nsps...)}
+	return newClusterOn(t, newTestRedis(t), n, opts, nsps...)
+}
+
+// newClusterOn is newCluster on a given Redis.
+func newClusterOn(t testing.TB, r *testRedis, n int, opts *Options, nsps ...string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, redis: r, key: uniqueKey(t), nsps: append([]string{"/"}, nsps...)}
 	for i := 0; i < n; i++ {
 		c.nodes = append(c.nodes, c.startNode(opts))
 	}

@@ -73,6 +73,13 @@ type Stats struct {
 	// DroppedUnsupported counts well-formed frames of a kind this version does
 	// not handle.
 	DroppedUnsupported uint64
+	// DroppedLate counts answers to requests that had already completed or
+	// timed out, or that this server never sent.
+	DroppedLate uint64
+	// PendingRequests is the number of requests of this server waiting for
+	// answers (fetchSockets, serverSideEmit with ack, allRooms, broadcasts
+	// with acks).
+	PendingRequests int
 	// Reconnects counts times the subscriber connection was re-established
 	// after a failure.
 	Reconnects uint64
@@ -93,6 +100,7 @@ type counters struct {
 	droppedUnknownRoom atomic.Uint64
 	droppedMalformed   atomic.Uint64
 	droppedUnsupported atomic.Uint64
+	droppedLate        atomic.Uint64
 	reconnects         atomic.Uint64
 	stateChanges       atomic.Uint64
 }
@@ -331,6 +339,8 @@ func (b *Builder) Stats() Stats {
 		DroppedUnknownRoom: s.droppedUnknownRoom.Load(),
 		DroppedMalformed:   s.droppedMalformed.Load(),
 		DroppedUnsupported: s.droppedUnsupported.Load(),
+		DroppedLate:        s.droppedLate.Load(),
+		PendingRequests:    b.pendingCount(),
 		Reconnects:         s.reconnects.Load(),
 		StateChanges:       s.stateChanges.Load(),
 		QueueLength:        len(b.queue),

@@ -260,6 +260,25 @@ func (b *Builder) publish(channel string, e *encoder) bool {
 	return false
 }
 
+// publishNoWait queues a frame if there is room, and otherwise drops it
+// (counted). The subscriber goroutine uses it for answers so that it never
+// waits.
+func (b *Builder) publishNoWait(channel string, e *encoder) bool {
+	if st := b.load(); st == StateDegraded || st == StateClosed {
+		b.stats.skippedDegraded.Add(1)
+		putEncoder(e)
+		return false
+	}
+	select {
+	case b.queue <- outFrame{channel: channel, enc: e}:
+		return true
+	default:
+	}
+	b.stats.publishDropped.Add(1)
+	putEncoder(e)
+	return false
+}
+
 // maxBatch bounds the number of frames written in one pipeline.
 const maxBatch = 512
 
