@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/zishang520/engine.io/v2/types"
@@ -293,7 +295,7 @@ func detailOf(s socket.SocketDetails) socketDetail {
 	}
 	if h := s.Handshake(); h != nil {
 		d.Handshake = handshakeWire{
-			Headers: flatten(h.Headers), Time: h.Time, Address: h.Address, Xdomain: h.Xdomain,
+			Headers: lowerKeys(flatten(h.Headers)), Time: h.Time, Address: h.Address, Xdomain: h.Xdomain,
 			Secure: h.Secure, Issued: h.Issued, URL: h.Url, Query: flatten(h.Query), Auth: h.Auth,
 		}
 	}
@@ -316,6 +318,25 @@ func flatten(m map[string][]string) map[string]any {
 		default:
 			out[k] = v
 		}
+	}
+	return out
+}
+
+// lowerKeys gives header names Node's lower-case form.
+func lowerKeys(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[strings.ToLower(k)] = v
+	}
+	return out
+}
+
+// canonicalKeys gives header names Go's canonical form, as net/http does.
+func canonicalKeys(m map[string][]string) map[string][]string {
+	out := make(map[string][]string, len(m))
+	for k, v := range m {
+		ck := http.CanonicalHeaderKey(k)
+		out[ck] = append(out[ck], v...)
 	}
 	return out
 }
@@ -373,7 +394,7 @@ func remoteSocketOf(v any) (*remoteSocket, error) {
 	r := &remoteSocket{id: socket.SocketId(id), rooms: types.NewSet(rooms...), data: m["data"], handshake: &socket.Handshake{}}
 	if h, ok := m["handshake"].(map[string]any); ok {
 		hm := message(h)
-		r.handshake.Headers = unflatten(h["headers"])
+		r.handshake.Headers = canonicalKeys(unflatten(h["headers"]))
 		r.handshake.Query = unflatten(h["query"])
 		r.handshake.Address = hm.str("address")
 		r.handshake.Url = hm.str("url")

@@ -488,3 +488,44 @@ func TestServerCountAndRequestsWhileDegraded(t *testing.T) {
 		t.Error("socketsJoin not applied locally while degraded")
 	}
 }
+
+// PublishOnSpecificResponseChannel: responders answer on the requester's own
+// channel, nothing goes to the shared one, and requests still complete; a
+// server without the option still works with them.
+func TestPublishOnSpecificResponseChannel(t *testing.T) {
+	r := newTestRedis(t)
+	verifyNoLeaks(t)
+	c := newClusterOn(t, r, 3, &Options{PublishOnSpecificResponseChannel: true, RequestsTimeout: time.Second})
+	rc := &requestCluster{cluster: c}
+	for i := range rc.nodes {
+		cl, s := rc.connect(i, "/")
+		rc.clients = append(rc.clients, cl)
+		rc.socks = append(rc.socks, s)
+	}
+	sub := r.client(t).Subscribe(context.Background(), newChannels(c.key, "/", "").response)
+	t.Cleanup(func() { _ = sub.Close() })
+	if _, err := sub.Receive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := fetch(t, rc.nodes[0].io)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("%d sockets, err %v", len(got), err)
+	}
+	rooms, err := ns(c, 1, "/").Adapter().(*Adapter).AllRooms(context.Background())
+	if err != nil || len(rooms) != 3 {
+		t.Fatalf("allRooms: %v %v", rooms, err)
+	}
+	// Fence: a marker published now arrives after any answer the
+	// responders sent to the shared channel before the requests completed.
+	pub := r.client(t)
+	if err := pub.Publish(context.Background(), newChannels(c.key, "/", "").response, "fence").Err(); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := sub.ReceiveMessage(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Payload != "fence" {
+		t.Fatalf("an answer went to the shared response channel: %q", msg.Payload)
+	}
+}
