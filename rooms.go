@@ -97,7 +97,8 @@ func setKeys(s *types.Set[socket.Room]) []socket.Room {
 }
 
 // deliver writes a packet to the local sockets that match rooms and except.
-// The packet is encoded once for all of them.
+// The packet is encoded once for all of them, and not at all when none
+// matches.
 //
 // Unlike the server's in-memory adapter, it does not attach a pre-encoded
 // WebSocket frame to the packet: engine.io v2.5.0's WebSocket transport writes
@@ -109,8 +110,13 @@ func (a *Adapter) deliver(pkt *parser.Packet, rooms, except []socket.Room, flags
 	wo.Volatile = flags.Volatile
 	wo.Compress = flags.Compress
 	pkt.Nsp = a.name
-	encoded := a.encoder.Encode(pkt)
+	// Encoded on the first matching socket: a broadcast for clients that all
+	// live on other servers costs no local encoding.
+	var encoded []types.BufferInterface
 	a.forEachSocket(rooms, except, func(s *socket.Socket) {
+		if encoded == nil {
+			encoded = a.encoder.Encode(pkt)
+		}
 		if onSocket != nil {
 			onSocket(s)
 		}
