@@ -170,6 +170,14 @@ func (b *Builder) report(source int, ok bool, err error) {
 			h.subOK = false
 		}
 	}
+	if !ok && source == sourcePublisher {
+		// The probe loop clears the publisher's failure once Redis answers
+		// a ping again; poke it whether or not the state changes.
+		select {
+		case h.probe <- struct{}{}:
+		default:
+		}
+	}
 	to := from
 	switch {
 	case h.failing != 0:
@@ -179,12 +187,6 @@ func (b *Builder) report(source int, ok bool, err error) {
 	}
 	if to == from {
 		return
-	}
-	if !ok && source == sourcePublisher {
-		select {
-		case h.probe <- struct{}{}:
-		default:
-		}
 	}
 	b.transitionLocked(from, to, err)
 }
