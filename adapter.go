@@ -181,6 +181,10 @@ type Builder struct {
 	uid    string
 	addr   string
 
+	// publishDeadline bounds one publish batch: PublishTimeout, or less when
+	// the client's ReadTimeout is shorter (see readTimeoutOf).
+	publishDeadline time.Duration
+
 	mu        sync.RWMutex
 	nsps      map[string]*Adapter // by namespace name
 	byPattern map[string]*Adapter
@@ -232,6 +236,10 @@ func New(client redis.UniversalClient, opts *Options) *Builder {
 		queue:     make(chan outFrame, o.PublishQueueSize),
 		done:      make(chan struct{}),
 		reqs:      requests{pending: map[string]*pendingRequest{}, acks: map[string]*ackRequest{}},
+	}
+	b.publishDeadline = o.PublishTimeout
+	if rt := readTimeoutOf(client); rt > 0 && rt < b.publishDeadline {
+		b.publishDeadline = rt
 	}
 	b.log = b.log.With(slog.String("uid", b.uid))
 	if err := opts.Validate(); err != nil {
@@ -486,6 +494,30 @@ func newUID() string {
 	var buf [9]byte
 	_, _ = rand.Read(buf[:])
 	return base64.RawURLEncoding.EncodeToString(buf[:])
+}
+
+// readTimeoutOf returns the client's read timeout, or 0 when unknown or
+// disabled.
+//
+// go-redis retries a command whose reply timed out while its context is still
+// alive; for PUBLISH that means a second delivery of a frame Redis already
+// sent. The publisher's context therefore never outlives the client's read
+// timeout: when a reply times out, the context has expired too, and go-redis
+// gives up instead of retrying.
+func readTimeoutOf(c redis.UniversalClient) time.Duration {
+	var rt time.Duration
+	switch t := c.(type) {
+	case *redis.Client:
+		rt = t.Options().ReadTimeout
+	case *redis.ClusterClient:
+		rt = t.Options().ReadTimeout
+	default:
+		return 0
+	}
+	if rt <= 0 {
+		return 0
+	}
+	return rt
 }
 
 // clientAddr describes the Redis endpoint for log lines.

@@ -2,6 +2,7 @@ package redisadapter
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -677,7 +678,8 @@ func normalizeData(v any) (any, error) {
 
 func normalize(v any) (any, bool, error) {
 	switch t := v.(type) {
-	case nil, string, []byte, bool, int, int64, float64:
+	case nil, string, []byte, bool, int, int64, float64,
+		int8, int16, int32, uint, uint8, uint16, uint32, uint64, float32, time.Time:
 		return v, false, nil
 	case *types.StringBuffer:
 		return t.String(), true, nil
@@ -731,7 +733,19 @@ func normalize(v any) (any, bool, error) {
 		}
 		return b, true, err
 	}
-	return v, false, nil
+	// Anything else (structs, typed slices and maps, pointers) goes through
+	// encoding/json, as the server's own encoder does for local clients: json
+	// tags and MarshalJSON then apply to remote clients too. msgpack would
+	// use Go field names.
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, false, fmt.Errorf("redisadapter: encode %T: %w", v, err)
+	}
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, false, err
+	}
+	return out, true, nil
 }
 
 // skip discards one value with the same bounds as value.

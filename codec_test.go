@@ -249,3 +249,21 @@ func TestChannelNames(t *testing.T) {
 		t.Fatalf("pattern not escaped: %s", got)
 	}
 }
+
+// Structs reach remote clients as they reach local ones: through
+// encoding/json, json tags included.
+func TestNormalizeDataUsesJSONForStructs(t *testing.T) {
+	type user struct {
+		Name  string `json:"name"`
+		Admin bool   `json:"admin,omitempty"`
+		Tags  []string
+	}
+	out, err := normalizeData([]any{"u", user{Name: "ada", Tags: []string{"x"}}, &user{Name: "bob"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []any{"u", map[string]any{"name": "ada", "Tags": []any{"x"}}, map[string]any{"name": "bob", "Tags": nil}}
+	if !reflect.DeepEqual(out, want) {
+		t.Fatalf("normalized %#v", out)
+	}
+}

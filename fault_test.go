@@ -2,6 +2,7 @@ package redisadapter
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -27,10 +28,19 @@ type faultCluster struct {
 
 func newFaultCluster(t *testing.T, n int, opts Options, extra ...string) *faultCluster {
 	t.Helper()
+	return newFaultClusterWith(t, n, opts, &redis.Options{}, extra...)
+}
+
+// newFaultClusterWith is newFaultCluster with go-redis client options (Addr
+// is filled in).
+func newFaultClusterWith(t *testing.T, n int, opts Options, client *redis.Options, extra ...string) *faultCluster {
+	t.Helper()
 	verifyNoLeaks(t)
 	proc := startRedis(t, extra...)
 	fc := &faultCluster{proc: proc}
-	c := &cluster{t: t, redis: &testRedis{opts: &redis.Options{Addr: proc.Addr()}}, key: uniqueKey(t), nsps: []string{"/"}}
+	co := *client
+	co.Addr = proc.Addr()
+	c := &cluster{t: t, redis: &testRedis{opts: &co}, key: uniqueKey(t), nsps: []string{"/"}}
 	for i := 0; i < n; i++ {
 		st, lg := &stateRecorder{}, &logRecorder{}
 		o := opts
@@ -169,27 +179,62 @@ func TestKillRedisMidTraffic(t *testing.T) {
 	})
 }
 
-// TestFrozenRedis freezes Redis with CLIENT PAUSE: the link accepts bytes
-// and answers nothing. The health check degrades the adapter, local
-// delivery never waits on the frozen link, public calls stay bounded, and when
-// Redis answers again the cluster recovers without delivering anything twice.
+// TestFrozenRedis freezes Redis while it accepts bytes and answers nothing:
+// with CLIENT PAUSE (commands wait, unanswered), and with DEBUG SLEEP (the
+// whole server stops; commands sent meanwhile all run when it wakes up). The
+// health check degrades the adapter, local delivery never waits on the frozen
+// link, public calls stay bounded, and when Redis answers again the cluster
+// recovers without delivering anything twice.
+//
+// The client's ReadTimeout (100ms) is shorter than PublishTimeout: go-redis
+// retries a PUBLISH whose reply timed out while its context is alive, and
+// after DEBUG SLEEP both copies run, reaching clients twice — unless the
+// adapter's publish deadline never outlives the read timeout.
 func TestFrozenRedis(t *testing.T) {
+	for _, freeze := range []string{"CLIENT PAUSE", "DEBUG SLEEP"} {
+		t.Run(freeze, func(t *testing.T) { testFrozenRedis(t, freeze) })
+	}
+}
+
+func testFrozenRedis(t *testing.T, freeze string) {
 	opts := Options{HealthCheckInterval: 300 * time.Millisecond, MaxReconnectDelay: 500 * time.Millisecond, PublishTimeout: 300 * time.Millisecond}
-	fc := newFaultCluster(t, 2, opts)
+	fc := newFaultClusterWith(t, 2, opts, &redis.Options{ReadTimeout: 100 * time.Millisecond}, "--enable-debug-command", "yes")
 	fc.waitAll(t, StateConnected)
-	admin := redis.NewClient(&redis.Options{Addr: fc.proc.Addr()})
+	admin := redis.NewClient(&redis.Options{Addr: fc.proc.Addr(), ReadTimeout: 10 * time.Second})
 	t.Cleanup(func() { _ = admin.Close() })
+
+	// A plain subscriber that keeps its connection through the freeze sees
+	// every PUBLISH Redis runs, including late ones: a retried PUBLISH shows
+	// up here as a frame seen twice.
+	spy := admin.PSubscribe(context.Background(), newChannels(fc.key, "/", "").pattern)
+	t.Cleanup(func() { _ = spy.Close() })
+	if _, err := spy.Receive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spied := make(chan string, 1<<16)
+	go func() {
+		for m := range spy.Channel(redis.WithChannelHealthCheckInterval(time.Hour)) {
+			spied <- m.Payload
+		}
+		close(spied)
+	}()
 
 	em := startEmitter(fc.nodes[0].io, 2*time.Millisecond)
 	waitFor(t, "remote deliveries flowing", func() bool { return len(fc.clients[1].Received("s")) > 20 })
 
 	pause := 4 * time.Second
-	if err := admin.Do(context.Background(), "CLIENT", "PAUSE", pause.Milliseconds(), "ALL").Err(); err != nil {
-		t.Fatal(err)
+	frozeAt := time.Now()
+	slept := make(chan error, 1)
+	if freeze == "CLIENT PAUSE" {
+		if err := admin.Do(context.Background(), "CLIENT", "PAUSE", pause.Milliseconds(), "ALL").Err(); err != nil {
+			t.Fatal(err)
+		}
+		slept <- nil
+	} else {
+		go func() { slept <- admin.Do(context.Background(), "DEBUG", "SLEEP", pause.Seconds()).Err() }()
 	}
-	pausedAt := time.Now()
 	fc.waitAll(t, StateDegraded)
-	t.Logf("degraded %v after CLIENT PAUSE", time.Since(pausedAt).Round(time.Millisecond))
+	t.Logf("degraded %v after %s", time.Since(frozeAt).Round(time.Millisecond), freeze)
 	start := time.Now()
 	if n := ns(fc.cluster, 0, "/").Adapter().ServerCount(); n != 1 {
 		t.Errorf("ServerCount while frozen = %d", n)
@@ -201,8 +246,11 @@ func TestFrozenRedis(t *testing.T) {
 	if d := time.Since(start); d > opts.PublishTimeout+time.Second {
 		t.Errorf("public calls took %v while Redis was frozen", d)
 	}
+	if err := <-slept; err != nil {
+		t.Fatal(err)
+	}
 	fc.waitAll(t, StateConnected)
-	t.Logf("connected again %v after the pause began (pause: %v)", time.Since(pausedAt).Round(time.Millisecond), pause)
+	t.Logf("connected again %v after the freeze began (freeze: %v)", time.Since(frozeAt).Round(time.Millisecond), pause)
 	resumeFrom := em.next.Load()
 	waitFor(t, "remote deliveries resumed", func() bool {
 		got := seqs(t, "client 1", fc.clients[1])
@@ -217,8 +265,25 @@ func TestFrozenRedis(t *testing.T) {
 		t.Fatalf("local client got %d of %d", len(local), total)
 	}
 	remote := seqs(t, "client 1 (remote)", fc.clients[1]) // fails on any duplicate
-	t.Logf("remote client: %d of %d, no duplicates", len(remote), total)
-	t.Logf("largest Emit call: %v", time.Duration(em.maxCall.Load()))
+	// The fence is the last frame of server 0: read the spy up to it.
+	seen := map[string]int{}
+	for payload := range spied {
+		f, err := decodeBroadcast([]byte(payload))
+		if err != nil {
+			t.Fatalf("spy: %v", err)
+		}
+		data := f.Packet.Data.([]any)
+		if data[0] == "fence" {
+			break
+		}
+		key := fmt.Sprint(data[1])
+		seen[key]++
+		if seen[key] > 1 {
+			t.Fatalf("Redis ran the PUBLISH of broadcast %s twice (a retried publish)", key)
+		}
+	}
+	t.Logf("spy saw %d distinct frames, none twice", len(seen))
+	t.Logf("remote client: %d of %d, no duplicates; largest Emit call %v", len(remote), total, time.Duration(em.maxCall.Load()))
 }
 
 // TestSlowSubscriberDisconnectedByRedis: Redis drops our subscriber when its

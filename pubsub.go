@@ -319,7 +319,7 @@ func (b *Builder) writeBatch(batch []outFrame) {
 		b.stats.skippedDegraded.Add(uint64(len(batch)))
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), b.publishDeadline)
 	defer cancel()
 	var err error
 	if len(batch) == 1 {
