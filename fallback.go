@@ -128,6 +128,10 @@ type health struct {
 	events  []stateEvent
 	wake    chan struct{}
 	probe   chan struct{} // poked when the publisher fails
+
+	// published is set by every successful publish batch; the probe loop
+	// resets its backoff when it finds it set.
+	published atomic.Bool
 }
 
 type stateEvent struct {
@@ -265,15 +269,23 @@ func (b *Builder) logTransition(ev stateEvent) {
 
 // probeLoop restores the publisher's health after a failed publish: it pings
 // Redis with capped exponential backoff until a ping succeeds.
+//
+// Its backoff carries over from one failure to the next until a publish
+// succeeds again: when PING works but PUBLISH keeps failing (an ACL without
+// +publish, say), the adapter would otherwise flip between degraded and
+// connected every 100ms.
 func (b *Builder) probeLoop() {
 	defer b.wg.Done()
+	bo := newBackoff(b.opts.MaxReconnectDelay)
 	for {
 		select {
 		case <-b.health.probe:
 		case <-b.done:
 			return
 		}
-		bo := newBackoff(b.opts.MaxReconnectDelay)
+		if b.health.published.Swap(false) {
+			bo.reset()
+		}
 		for {
 			if !b.sleep(bo.next()) {
 				return

@@ -131,11 +131,17 @@ func (b *Builder) rebuild(ctx context.Context) {
 
 // readLoop receives frames until Close. On errors it backs off exponentially
 // (100ms doubling to MaxReconnectDelay, with jitter): never a hot loop.
+//
+// The subscriber counts as healthy only once Redis has confirmed every
+// subscription of the connection (the count in its (p)subscribe replies):
+// a PONG or a message alone does not prove that a refused PSUBSCRIBE (an
+// ACL's NOPERM) went through.
 func (b *Builder) readLoop() {
 	defer b.wg.Done()
 	bo := newBackoff(b.opts.MaxReconnectDelay)
 	pingPending := false
 	failures := 0
+	subs := 0 // subscriptions Redis last confirmed on the current connection
 	for !b.isClosed() {
 		ps := b.pubsub()
 		msg, err := ps.ReceiveTimeout(context.Background(), b.opts.HealthCheckInterval)
@@ -149,6 +155,7 @@ func (b *Builder) readLoop() {
 					pingPending = true
 					if perr := ps.Ping(context.Background()); perr != nil {
 						pingPending = false
+						subs = 0
 						b.subscriberFailed(perr, &failures)
 						b.sleep(bo.next())
 					}
@@ -157,27 +164,47 @@ func (b *Builder) readLoop() {
 				// A whole interval without an answer to our ping: the
 				// connection is frozen. Replace it.
 				pingPending = false
+				subs = 0
 				b.subscriberFailed(errNoPong, &failures)
 				b.enqueueSub(subOp{rebuild: true})
 				b.sleep(bo.next())
 				continue
 			}
 			pingPending = false
+			subs = 0
 			b.subscriberFailed(err, &failures)
 			b.sleep(bo.next())
+			var rerr redis.Error
+			if errors.As(err, &rerr) {
+				// Redis refused a command on this connection (NOPERM from an
+				// ACL, ...). go-redis keeps the connection and never sends
+				// the refused (P)SUBSCRIBE again: replace the connection,
+				// which resubscribes everything, after the backoff.
+				b.enqueueSub(subOp{rebuild: true})
+			}
 			continue
 		}
 		pingPending = false
-		failures = 0
-		bo.reset()
-		switch m := msg.(type) {
-		case *redis.Message:
-			b.report(sourceSubscriber, true, nil)
-			b.dispatch(m)
-		case *redis.Subscription, *redis.Pong:
+		if s, ok := msg.(*redis.Subscription); ok {
+			subs = s.Count
+		}
+		if b.load() == StateConnected || subs >= b.wantedSubscriptions() {
+			failures = 0
+			bo.reset()
 			b.report(sourceSubscriber, true, nil)
 		}
+		if m, ok := msg.(*redis.Message); ok {
+			b.dispatch(m)
+		}
 	}
+}
+
+// wantedSubscriptions is the number of subscriptions the subscriber
+// connection must hold: one pattern and three channels per namespace.
+func (b *Builder) wantedSubscriptions() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return 4 * len(b.nsps)
 }
 
 // subscriberFailed records a receive failure. Only the first failure of an
@@ -338,6 +365,7 @@ func (b *Builder) writeBatch(batch []outFrame) {
 		return
 	}
 	b.stats.published.Add(uint64(len(batch)))
+	b.health.published.Store(true)
 	b.report(sourcePublisher, true, nil)
 }
 
