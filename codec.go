@@ -351,7 +351,13 @@ func (fd *frameDecoder) scalar() (any, error) {
 	if msgpcode.IsBin(c) {
 		return fd.d.DecodeBytes()
 	}
-	return fd.d.DecodeInterfaceLoose()
+	v, err := fd.d.DecodeInterfaceLoose()
+	if t, ok := v.(time.Time); ok {
+		// msgpack decodes a timestamp in the local zone; a JavaScript Date
+		// is an instant that Node serializes in UTC, and so does the sender.
+		v = t.UTC()
+	}
+	return v, err
 }
 
 func isContainer(c byte) bool {

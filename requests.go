@@ -384,9 +384,15 @@ func (a *Adapter) BroadcastWithAck(pkt *parser.Packet, opts *socket.BroadcastOpt
 		a.publishAckRequest(ar, pkt, rooms, except)
 	}
 	// Local acks go through ar too, so that none reaches the server before
-	// it has stored the server count (see ackRequest.arm).
+	// it has stored the server count (see ackRequest.arm). Each client
+	// counts for one response, its first argument (nil when it acked
+	// without one), as in Node and as remote clients' acks arrive.
 	a.localBroadcastWithAck(pkt, rooms, except, flags, clientCountCallback, func(args []any, err error) {
-		ar.run(func() { ack(args, err) })
+		var first any
+		if len(args) > 0 {
+			first = args[0]
+		}
+		ar.run(func() { ack([]any{first}, err) })
 	})
 }
 
