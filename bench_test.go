@@ -3,6 +3,7 @@ package redisadapter
 import (
 	"encoding/hex"
 	"testing"
+	"time"
 
 	"github.com/zishang520/socket.io-go-parser/v2/parser"
 	"github.com/zishang520/socket.io/v2/socket"
@@ -112,4 +113,44 @@ func socketRooms(rooms ...socket.Room) *typesSet {
 	s := newTypesSet()
 	s.Add(rooms...)
 	return s
+}
+
+func BenchmarkEncodeAckRequest(b *testing.B) {
+	d := 500 * time.Millisecond
+	pkt := &parser.Packet{Type: parser.EVENT, Data: chatData, Nsp: "/"}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		e := getEncoder()
+		if err := e.appendAckRequest("zsEYvl", "PdBBa2", pkt, nil, nil, wireFlags{Timeout: &d}); err != nil {
+			b.Fatal(err)
+		}
+		putEncoder(e)
+	}
+}
+
+func BenchmarkEncodeJSONRequest(b *testing.B) {
+	req := requestOut{UID: "zsEYvl", RequestID: "PdBBa2", Type: reqRemoteFetch, Opts: &optsOut{Rooms: []string{"lobby"}, Except: []string{}}}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		e, err := encodeJSONFrame(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		putEncoder(e)
+	}
+}
+
+func BenchmarkDecodeRequestFrames(b *testing.B) {
+	frames := [][]byte{
+		[]byte(`{"uid":"XI7-0b","requestId":"abc","type":5,"opts":{"rooms":["lobby"],"except":[]}}`),
+		[]byte(`{"type":6,"requestId":"abc","data":{"from":"B"}}`),
+		mustHex(b, goldenAckRequest),
+		mustHex(b, goldenAckResponse),
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := decodeMessage(frames[i%len(frames)]); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

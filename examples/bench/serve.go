@@ -1,0 +1,247 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/zishang520/socket.io/v2/socket"
+
+	"github.com/d38ad898/redisadapter"
+)
+
+// serveEnv, set to "1" in the environment of a child process, makes the
+// benchmark binary (or its test binary) run one server instance instead of
+// the benchmark. main also accepts the hidden -serve flag.
+const serveEnv = "REDISADAPTER_BENCH_SERVE"
+
+// serveMain runs one Go Socket.IO server instance for the benchmark until it
+// receives SIGTERM or SIGINT. args are the flags after -serve.
+func serveMain(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	adapterKind := fs.String("adapter", "redis", `"redis" (redisadapter) or "memory" (socket.io's in-memory adapter)`)
+	redisURL := fs.String("redis", "", "Redis URL (adapter redis)")
+	key := fs.String("key", redisadapter.DefaultKey, "the adapter's channel prefix")
+	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
+	_ = fs.Bool("serve", true, "run as a server instance (hidden)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+
+	opts := socket.DefaultServerOptions()
+	var builder *redisadapter.Builder
+	switch *adapterKind {
+	case "redis":
+		ro, err := redis.ParseURL(*redisURL)
+		if err != nil {
+			return fmt.Errorf("parse -redis: %w", err)
+		}
+		rdb := redis.NewClient(ro)
+		builder = redisadapter.New(rdb, &redisadapter.Options{Key: *key})
+		opts.SetAdapter(builder)
+	case "memory":
+	default:
+		return fmt.Errorf("unknown -adapter %q", *adapterKind)
+	}
+	io := socket.NewServer(nil, opts)
+	io.On("connection", func(args ...any) {
+		s := args[0].(*socket.Socket)
+		if auth, ok := s.Handshake().Auth.(map[string]any); ok {
+			if r, ok := auth["room"].(string); ok && r != "" {
+				s.Join(socket.Room(r))
+			}
+		}
+	})
+	nsp := io.Of("/", nil)
+
+	srv := &server{io: io, builder: builder, adapterKind: *adapterKind}
+	mux := http.NewServeMux()
+	mux.Handle("/socket.io/", io.ServeHandler(nil))
+	mux.HandleFunc("GET /bench/stats", func(w http.ResponseWriter, r *http.Request) {
+		st := statsReply{
+			Impl: "go", Adapter: *adapterKind, PID: os.Getpid(),
+			CPUMicros: processCPU(), MaxRSSKB: peakRSSKB(), WriteCalls: writeSyscalls(), NowNanos: time.Now().UnixNano(),
+			Rooms: map[string]int{}, ServerCount: nsp.Adapter().ServerCount(),
+		}
+		for _, room := range strings.Split(r.URL.Query().Get("rooms"), ",") {
+			if room == "" {
+				continue
+			}
+			n := 0
+			if ids, ok := nsp.Adapter().Rooms().Load(socket.Room(room)); ok {
+				n = ids.Len()
+			}
+			st.Rooms[room] = n
+		}
+		if builder != nil {
+			s := builder.Stats()
+			st.AdapterStats = map[string]int64{
+				"published": int64(s.Published), "publish_errors": int64(s.PublishErrors),
+				"publish_dropped": int64(s.PublishDropped), "skipped_degraded": int64(s.SkippedDegraded),
+				"received": int64(s.Received), "queue_length": int64(s.QueueLength),
+			}
+		}
+		writeJSON(w, st)
+	})
+	mux.HandleFunc("POST /bench/emit", func(w http.ResponseWriter, r *http.Request) {
+		var req emitRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rep, err := srv.emit(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, rep)
+	})
+	mux.HandleFunc("POST /bench/profile", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Action, Path string }
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := srv.profile(req.Action, req.Path); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, struct{}{})
+	})
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("LISTENING %d\n", ln.Addr().(*net.TCPAddr).Port)
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sigs
+		_ = srv.profile("stop", "")
+		os.Exit(0)
+	}()
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// server is the state of one -serve instance.
+type server struct {
+	io          *socket.Server
+	builder     *redisadapter.Builder // nil with the in-memory adapter
+	adapterKind string
+
+	emitMu sync.Mutex // one emission at a time
+
+	profMu   sync.Mutex
+	profFile *os.File
+}
+
+// publishedTotal counts the frames the adapter is done with: written to
+// Redis, failed or dropped.
+func (s *server) publishedTotal() uint64 {
+	st := s.builder.Stats()
+	return st.Published + st.PublishErrors + st.PublishDropped + st.SkippedDegraded
+}
+
+func (s *server) emit(req emitRequest) (emitReply, error) {
+	s.emitMu.Lock()
+	defer s.emitMu.Unlock()
+	pad := strings.Repeat("x", max(req.Payload, 0))
+	room := socket.Room(req.Room)
+	var rep emitReply
+	var before uint64
+	if req.WaitPublished && s.builder != nil {
+		before = s.publishedTotal()
+	}
+	switch req.Mode {
+	case "blast":
+		rep.StartNanos = time.Now().UnixNano()
+		for i := range req.Count {
+			s.io.To(room).Emit(req.Event, i, time.Now().UnixNano(), pad)
+		}
+		rep.Emitted = req.Count
+		rep.EndNanos = time.Now().UnixNano()
+	case "rate":
+		if req.Rate <= 0 || req.DurationMS <= 0 {
+			return rep, errors.New("rate mode needs rate > 0 and duration_ms > 0")
+		}
+		n := req.Rate * req.DurationMS / 1000
+		interval := time.Second / time.Duration(req.Rate)
+		start := time.Now()
+		rep.StartNanos = start.UnixNano()
+		for i := range n {
+			due := start.Add(time.Duration(i) * interval)
+			if d := time.Until(due); d > 0 {
+				time.Sleep(d)
+			}
+			now := time.Now()
+			rep.MaxLagNs = max(rep.MaxLagNs, int64(now.Sub(due)))
+			s.io.To(room).Emit(req.Event, i, now.UnixNano(), pad)
+		}
+		rep.Emitted = n
+		rep.EndNanos = time.Now().UnixNano()
+	default:
+		return rep, fmt.Errorf("unknown mode %q", req.Mode)
+	}
+	if req.WaitPublished && s.builder != nil {
+		deadline := time.Now().Add(30 * time.Second)
+		for s.publishedTotal()-before < uint64(rep.Emitted) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Microsecond)
+		}
+		rep.DrainNanos = time.Now().UnixNano()
+	}
+	return rep, nil
+}
+
+// profile starts or stops a CPU profile of this instance.
+func (s *server) profile(action, path string) error {
+	s.profMu.Lock()
+	defer s.profMu.Unlock()
+	switch action {
+	case "start":
+		if s.profFile != nil {
+			return errors.New("a profile is already running")
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		s.profFile = f
+	case "stop":
+		if s.profFile == nil {
+			return nil
+		}
+		pprof.StopCPUProfile()
+		err := s.profFile.Close()
+		s.profFile = nil
+		return err
+	default:
+		return fmt.Errorf("unknown profile action %q", action)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
