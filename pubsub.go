@@ -313,25 +313,33 @@ const maxBatch = 512
 // pipeline, in queue order, so an instance's broadcasts keep their order.
 func (b *Builder) publishLoop() {
 	defer b.wg.Done()
+	drainBatches(b.queue, b.done, b.writeBatch, b.drainQueue)
+}
+
+// drainBatches is the body of a publisher goroutine: it takes the first frame
+// waiting in queue, everything queued behind it (up to maxBatch), hands the
+// batch to write and releases the encoders, until done is closed; then drain
+// releases what is left.
+func drainBatches(queue chan outFrame, done chan struct{}, write func([]outFrame), drain func()) {
 	batch := make([]outFrame, 0, maxBatch)
 	for {
 		select {
-		case f := <-b.queue:
+		case f := <-queue:
 			batch = append(batch[:0], f)
-		case <-b.done:
-			b.drainQueue()
+		case <-done:
+			drain()
 			return
 		}
 	fill:
 		for len(batch) < maxBatch {
 			select {
-			case f := <-b.queue:
+			case f := <-queue:
 				batch = append(batch, f)
 			default:
 				break fill
 			}
 		}
-		b.writeBatch(batch)
+		write(batch)
 		for i := range batch {
 			putEncoder(batch[i].enc)
 			batch[i] = outFrame{}

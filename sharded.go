@@ -1115,31 +1115,7 @@ func (b *ShardedBuilder) dispatch(in inbound) {
 // pipeline of SPUBLISH, in queue order.
 func (b *ShardedBuilder) publishLoop() {
 	defer b.wg.Done()
-	core := b.core
-	batch := make([]outFrame, 0, maxBatch)
-	for {
-		select {
-		case f := <-core.queue:
-			batch = append(batch[:0], f)
-		case <-b.done:
-			core.drainQueue()
-			return
-		}
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case f := <-core.queue:
-				batch = append(batch, f)
-			default:
-				break fill
-			}
-		}
-		b.writeBatch(batch)
-		for i := range batch {
-			putEncoder(batch[i].enc)
-			batch[i] = outFrame{}
-		}
-	}
+	drainBatches(b.core.queue, b.done, b.writeBatch, b.core.drainQueue)
 }
 
 func (b *ShardedBuilder) writeBatch(batch []outFrame) {

@@ -138,3 +138,58 @@ func TestSmoke(t *testing.T) {
 	}
 	t.Logf("\n%s", table.String())
 }
+
+// TestClusterSmoke runs a tiny -cluster comparison (a private 3-master Redis
+// Cluster, classic and sharded, 20 clients in 10 rooms, 200 messages) and
+// checks that neither loses anything and that the sharded adapter's second
+// instance reads only the frames of its own rooms. It needs redis-server and
+// redis-cli.
+func TestClusterSmoke(t *testing.T) {
+	for _, bin := range []string{"redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s not installed", bin)
+		}
+	}
+	var log syncBuffer
+	defer func() {
+		if t.Failed() {
+			t.Logf("benchmark log:\n%s", log.String())
+		}
+	}()
+	cfg := &config{
+		Instances: 2, Clients: 20, Rooms: 10, Payload: 64, Blast: 200, Runs: 1, Quiet: time.Second, Log: &log, Cluster: true,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	rep, err := runCluster(ctx, cfg, "both")
+	if err != nil {
+		t.Fatal(err)
+	}
+	classic, sharded := rep.Medians[cfgClassic], rep.Medians[cfgSharded]
+	for name, med := range map[string]map[string]float64{cfgClassic: classic, cfgSharded: sharded} {
+		if v, ok := med["rooms_loss"]; !ok || v != 0 {
+			t.Errorf("%s rooms_loss = %v (present %v), want 0", name, v, ok)
+		}
+		for _, k := range []string{"rooms_deliveries_per_s", "rooms_cpu_us_per_delivery", "rooms_redis_cpu_us_per_msg", "rooms_received_inst1"} {
+			if med[k] <= 0 {
+				t.Errorf("%s %s = %v, want > 0", name, k, med[k])
+			}
+		}
+	}
+	// Classic: instance 1 reads every frame; sharded: only those of its 5
+	// rooms out of 10.
+	if got := classic["rooms_received_inst1"]; got < float64(cfg.Blast) {
+		t.Errorf("classic: instance 1 received %v frames, want at least %d", got, cfg.Blast)
+	}
+	if got := sharded["rooms_received_inst1"]; got >= float64(cfg.Blast) {
+		t.Errorf("sharded: instance 1 received %v frames, want fewer than %d", got, cfg.Blast)
+	}
+	var table bytes.Buffer
+	printRoomsTable(&table, rep, cfg)
+	for _, want := range []string{"sharded/classic", "Redis Cluster CPU", "frames received by instance 1"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	t.Logf("\n%s", table.String())
+}

@@ -34,6 +34,11 @@ type config struct {
 	CPUProfile string        // if set, CPU profiles of the Go instances during the first blast go to <CPUProfile>-<config>-<i>.pprof
 	Quiet      time.Duration // a phase ends when no message has arrived for this long (default 2s)
 
+	// The many-rooms comparison on a private Redis Cluster (-cluster).
+	Cluster     bool   // run it instead of the default benchmark
+	Rooms       int    // rooms, each with members on one instance only
+	ShardedMode string // subscription mode of the sharded adapter (default dynamic)
+
 	// ServerExe is the binary started (with serveEnv=1) for Go instances;
 	// empty: os.Executable().
 	ServerExe string
@@ -497,9 +502,15 @@ func stopProfiles(ctx context.Context, insts []*instance) error {
 	return nil
 }
 
-// connectClients connects clients[i] to instance i mod len(insts), a few at a
-// time.
+// connectClients connects clients[i] to instance i mod len(insts), in room
+// "bench", a few at a time.
 func connectClients(ctx context.Context, insts []*instance, clients []*benchClient) error {
+	return connectClientsTo(ctx, insts, clients, func(i int) (int, string) { return i % len(insts), "bench" })
+}
+
+// connectClientsTo connects clients[i] to the instance and room that place
+// returns for i, a few at a time.
+func connectClientsTo(ctx context.Context, insts []*instance, clients []*benchClient, place func(i int) (int, string)) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	sem := make(chan struct{}, 16)
@@ -512,8 +523,8 @@ func connectClients(ctx context.Context, insts []*instance, clients []*benchClie
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			inst := i % len(insts)
-			c, err := dialClient(ctx, insts[inst].proc.addr(), "bench", inst)
+			inst, room := place(i)
+			c, err := dialClient(ctx, insts[inst].proc.addr(), room, inst)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

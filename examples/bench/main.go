@@ -54,10 +54,37 @@ func main() {
 	asJSON := flag.Bool("json", false, "print machine-readable results on stdout (the table goes to stderr)")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write CPU profiles of the Go instances during the first round's workloads to <prefix>-<config>-<phase>-<i>.pprof")
 	flag.DurationVar(&cfg.Quiet, "quiet", 2*time.Second, "a workload ends when every message arrived or none arrived for this long")
+	flag.BoolVar(&cfg.Cluster, "cluster", false, "instead of the default benchmark, compare classic and sharded pub/sub on a private 3-master Redis Cluster with many rooms")
+	adapterFlag := flag.String("adapter", "", "with -cluster: classic, sharded or both (default both)")
+	flag.IntVar(&cfg.Rooms, "rooms", 100, "with -cluster: rooms, each with members on one instance only")
+	flag.StringVar(&cfg.ShardedMode, "sharded-mode", "dynamic", "with -cluster: subscription mode of the sharded adapter: static, dynamic or dynamic-private")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.Cluster {
+		rep, err := runCluster(ctx, &cfg, *adapterFlag)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		out := io.Writer(os.Stdout)
+		if *asJSON {
+			out = os.Stderr
+		}
+		printRoomsTable(out, rep, &cfg)
+		if *asJSON {
+			if err := printJSON(os.Stdout, rep); err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+				os.Exit(1)
+			}
+		}
+		return
+	}
+	if *adapterFlag != "" {
+		fmt.Fprintln(os.Stderr, "bench: -adapter needs -cluster")
+		os.Exit(2)
+	}
 	rep, err := run(ctx, &cfg, *nodeFlag, *only)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -190,6 +217,25 @@ func run(ctx context.Context, cfg *config, nodeFlag, only string) (*report, erro
 	rep.Medians = medians(rep.Rounds)
 	rep.Ratios = ratios(rep.Medians)
 	return rep, nil
+}
+
+// runCluster checks the flags of the -cluster comparison and runs it.
+func runCluster(ctx context.Context, cfg *config, adapterFlag string) (*report, error) {
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	switch {
+	case cfg.Instances < 2:
+		return nil, errors.New("-instances must be at least 2")
+	case cfg.Clients < 1, cfg.Blast < 1, cfg.Runs < 1, cfg.Rooms < 1, cfg.Payload < 0:
+		return nil, errors.New("-clients, -blast, -rooms and -runs must be positive, -payload not negative")
+	case cfg.RedisURL != "":
+		return nil, errors.New("-cluster starts its own Redis Cluster: -redis does not apply")
+	}
+	if cfg.Quiet <= 0 {
+		cfg.Quiet = 2 * time.Second
+	}
+	return runClusterComparison(ctx, cfg, adapterFlag)
 }
 
 // redisInfoCPU returns used_cpu_sys + used_cpu_user of INFO CPU, in µs, or

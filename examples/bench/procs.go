@@ -93,8 +93,9 @@ func (p *proc) stop() {
 }
 
 // startRedisServer starts a private redis-server on a free loopback port,
-// without persistence, and waits until it answers PING.
-func startRedisServer(path string, logw io.Writer) (*proc, string, error) {
+// without persistence, and waits until it answers PING. extra are more
+// command-line options.
+func startRedisServer(path string, logw io.Writer, extra ...string) (*proc, string, error) {
 	dir, err := os.MkdirTemp("", "redisadapter-bench-redis-")
 	if err != nil {
 		return nil, "", err
@@ -108,6 +109,7 @@ func startRedisServer(path string, logw io.Writer) (*proc, string, error) {
 		logFile := filepath.Join(dir, "redis.log")
 		cmd := exec.Command(path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
 			"--appendonly", "no", "--dir", dir, "--daemonize", "no", "--loglevel", "warning", "--logfile", logFile)
+		cmd.Args = append(cmd.Args, extra...)
 		cmd.SysProcAttr = procAttr()
 		cmd.Stdout = &prefixWriter{prefix: "[redis-server] ", w: logw}
 		cmd.Stderr = cmd.Stdout

@@ -19,7 +19,7 @@ package main
 // statsReply is the answer to GET /bench/stats.
 type statsReply struct {
 	Impl         string           `json:"impl"`                    // "go" or "node"
-	Adapter      string           `json:"adapter"`                 // "redis" or "memory"
+	Adapter      string           `json:"adapter"`                 // "redis", "sharded" or "memory"
 	PID          int              `json:"pid"`                     // process id
 	CPUMicros    int64            `json:"cpu_us"`                  // user+system CPU time of the process so far
 	MaxRSSKB     int64            `json:"max_rss_kb"`              // peak resident set size so far
@@ -27,18 +27,21 @@ type statsReply struct {
 	NowNanos     int64            `json:"now_ns"`                  // the server's wall clock, Unix nanoseconds
 	Rooms        map[string]int   `json:"rooms"`                   // local sockets of the rooms asked for (?rooms=a,b)
 	ServerCount  int64            `json:"server_count"`            // the adapter's serverCount()
-	AdapterStats map[string]int64 `json:"adapter_stats,omitempty"` // Go redis mode: the Builder's counters
+	AdapterStats map[string]int64 `json:"adapter_stats,omitempty"` // Go redis and sharded modes: the builder's counters
 }
 
 // emitRequest is the body of POST /bench/emit.
 type emitRequest struct {
-	Mode       string `json:"mode"`  // "blast": Count messages as fast as possible; "rate": Rate msg/s for DurationMS
-	Room       string `json:"room"`  // target room
-	Event      string `json:"event"` // event name
-	Count      int    `json:"count"`
-	Rate       int    `json:"rate"`
-	DurationMS int    `json:"duration_ms"`
-	Payload    int    `json:"payload"` // padding bytes per message
+	Mode string `json:"mode"` // "blast": Count messages as fast as possible; "rate": Rate msg/s for DurationMS
+	Room string `json:"room"` // target room
+	// Rooms, when set in blast mode, replaces Room: message i goes to
+	// Rooms[i % len(Rooms)].
+	Rooms      []string `json:"rooms,omitempty"`
+	Event      string   `json:"event"` // event name
+	Count      int      `json:"count"`
+	Rate       int      `json:"rate"`
+	DurationMS int      `json:"duration_ms"`
+	Payload    int      `json:"payload"` // padding bytes per message
 	// WaitPublished makes the server wait, after the emit loop, until Redis
 	// has acknowledged every PUBLISH of the emission, and report when.
 	WaitPublished bool `json:"wait_published"`

@@ -30,8 +30,10 @@ const serveEnv = "REDISADAPTER_BENCH_SERVE"
 // receives SIGTERM or SIGINT. args are the flags after -serve.
 func serveMain(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	adapterKind := fs.String("adapter", "redis", `"redis" (redisadapter) or "memory" (socket.io's in-memory adapter)`)
+	adapterKind := fs.String("adapter", "redis", `"redis" (redisadapter.New), "sharded" (redisadapter.NewSharded) or "memory" (socket.io's in-memory adapter)`)
 	redisURL := fs.String("redis", "", "Redis URL (adapter redis)")
+	clusterAddrs := fs.String("cluster", "", "comma-separated Redis Cluster node addresses: use a cluster client instead of -redis")
+	shardedMode := fs.String("sharded-mode", string(redisadapter.SubscriptionModeDynamic), "adapter sharded: subscription mode")
 	key := fs.String("key", redisadapter.DefaultKey, "the adapter's channel prefix")
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
 	_ = fs.Bool("serve", true, "run as a server instance (hidden)")
@@ -40,16 +42,38 @@ func serveMain(args []string) error {
 	}
 
 	opts := socket.DefaultServerOptions()
-	var builder *redisadapter.Builder
-	switch *adapterKind {
-	case "redis":
+	var builder statsBuilder
+	newClient := func() (redis.UniversalClient, error) {
+		if *clusterAddrs != "" {
+			return redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(*clusterAddrs, ",")}), nil
+		}
 		ro, err := redis.ParseURL(*redisURL)
 		if err != nil {
-			return fmt.Errorf("parse -redis: %w", err)
+			return nil, fmt.Errorf("parse -redis: %w", err)
 		}
-		rdb := redis.NewClient(ro)
-		builder = redisadapter.New(rdb, &redisadapter.Options{Key: *key})
-		opts.SetAdapter(builder)
+		return redis.NewClient(ro), nil
+	}
+	switch *adapterKind {
+	case "redis":
+		rdb, err := newClient()
+		if err != nil {
+			return err
+		}
+		b := redisadapter.New(rdb, &redisadapter.Options{Key: *key})
+		builder = b
+		opts.SetAdapter(b)
+	case "sharded":
+		rdb, err := newClient()
+		if err != nil {
+			return err
+		}
+		so := &redisadapter.ShardedOptions{ChannelPrefix: *key, SubscriptionMode: redisadapter.SubscriptionMode(*shardedMode)}
+		if err := so.Validate(); err != nil {
+			return err
+		}
+		b := redisadapter.NewSharded(rdb, so)
+		builder = b
+		opts.SetAdapter(b)
 	case "memory":
 	default:
 		return fmt.Errorf("unknown -adapter %q", *adapterKind)
@@ -90,6 +114,7 @@ func serveMain(args []string) error {
 				"published": int64(s.Published), "publish_errors": int64(s.PublishErrors),
 				"publish_dropped": int64(s.PublishDropped), "skipped_degraded": int64(s.SkippedDegraded),
 				"received": int64(s.Received), "queue_length": int64(s.QueueLength),
+				"dropped_own": int64(s.DroppedOwn), "dropped_unknown_room": int64(s.DroppedUnknownRoom),
 			}
 		}
 		writeJSON(w, st)
@@ -140,10 +165,16 @@ func serveMain(args []string) error {
 	return nil
 }
 
+// statsBuilder is what the benchmark needs of an adapter builder: its
+// counters. *redisadapter.Builder and *redisadapter.ShardedBuilder have them.
+type statsBuilder interface {
+	Stats() redisadapter.Stats
+}
+
 // server is the state of one -serve instance.
 type server struct {
 	io          *socket.Server
-	builder     *redisadapter.Builder // nil with the in-memory adapter
+	builder     statsBuilder // nil with the in-memory adapter
 	adapterKind string
 
 	emitMu sync.Mutex // one emission at a time
@@ -164,6 +195,11 @@ func (s *server) emit(req emitRequest) (emitReply, error) {
 	defer s.emitMu.Unlock()
 	pad := strings.Repeat("x", max(req.Payload, 0))
 	room := socket.Room(req.Room)
+	// Blast mode with Rooms: round-robin over them.
+	rooms := make([]socket.Room, len(req.Rooms))
+	for i, r := range req.Rooms {
+		rooms[i] = socket.Room(r)
+	}
 	var rep emitReply
 	var before uint64
 	if req.WaitPublished && s.builder != nil {
@@ -172,8 +208,14 @@ func (s *server) emit(req emitRequest) (emitReply, error) {
 	switch req.Mode {
 	case "blast":
 		rep.StartNanos = time.Now().UnixNano()
-		for i := range req.Count {
-			s.io.To(room).Emit(req.Event, i, time.Now().UnixNano(), pad)
+		if len(rooms) > 0 {
+			for i := range req.Count {
+				s.io.To(rooms[i%len(rooms)]).Emit(req.Event, i, time.Now().UnixNano(), pad)
+			}
+		} else {
+			for i := range req.Count {
+				s.io.To(room).Emit(req.Event, i, time.Now().UnixNano(), pad)
+			}
 		}
 		rep.Emitted = req.Count
 		rep.EndNanos = time.Now().UnixNano()
