@@ -358,14 +358,7 @@ func (a *Adapter) BroadcastWithAck(pkt *parser.Packet, opts *socket.BroadcastOpt
 	if !local && b.load() != StateDegraded && !a.closed.Load() {
 		others = a.otherServers()
 	}
-	timeout := b.opts.RequestsTimeout
-	if flags.Timeout != nil && *flags.Timeout > 0 {
-		timeout = *flags.Timeout
-	}
-	ar := &ackRequest{clientCount: clientCountCallback, ack: ack, others: others, timeout: timeout, countsDone: make(chan struct{})}
-	if others == 0 {
-		close(ar.countsDone)
-	}
+	ar := newAckRequest(flags, b.opts.RequestsTimeout, others, clientCountCallback, ack)
 	// One broadcast with acks at a time per namespace between
 	// BroadcastWithAck and ServerCount (microseconds to a round trip).
 	select {
@@ -383,17 +376,36 @@ func (a *Adapter) BroadcastWithAck(pkt *parser.Packet, opts *socket.BroadcastOpt
 	if others > 0 {
 		a.publishAckRequest(ar, pkt, rooms, except)
 	}
-	// Local acks go through ar too, so that none reaches the server before
-	// it has stored the server count (see ackRequest.arm). Each client
-	// counts for one response, its first argument (nil when it acked
-	// without one), as in Node and as remote clients' acks arrive.
-	a.localBroadcastWithAck(pkt, rooms, except, flags, clientCountCallback, func(args []any, err error) {
+	a.localBroadcastWithAck(pkt, rooms, except, flags, clientCountCallback, ar.localAck(ack))
+}
+
+// newAckRequest prepares the bookkeeping of a broadcast with acks that others
+// remote servers will answer. Its timeout is the broadcast's own, or def.
+func newAckRequest(flags wireFlags, def time.Duration, others int, clientCountCallback func(uint64), ack socket.Ack) *ackRequest {
+	timeout := def
+	if flags.Timeout != nil && *flags.Timeout > 0 {
+		timeout = *flags.Timeout
+	}
+	ar := &ackRequest{clientCount: clientCountCallback, ack: ack, others: others, timeout: timeout, countsDone: make(chan struct{})}
+	if others == 0 {
+		close(ar.countsDone)
+	}
+	return ar
+}
+
+// localAck wraps ack for the clients of this server. Their acks go through ar
+// too, so that none reaches the server before it has stored the server count
+// (see ackRequest.arm). Each client counts for one response, its first
+// argument (nil when it acked without one), as in Node and as the acks of
+// remote clients arrive.
+func (ar *ackRequest) localAck(ack socket.Ack) socket.Ack {
+	return func(args []any, err error) {
 		var first any
 		if len(args) > 0 {
 			first = args[0]
 		}
 		ar.run(func() { ack([]any{first}, err) })
-	})
+	}
 }
 
 // publishAckRequest registers a broadcast with acks, then publishes it.

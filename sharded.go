@@ -698,14 +698,7 @@ func (a *ShardedAdapter) BroadcastWithAck(pkt *parser.Packet, opts *socket.Broad
 	if !local && core.load() != StateDegraded && !a.closed.Load() {
 		others = a.otherServers()
 	}
-	timeout := b.opts.RequestsTimeout
-	if flags.Timeout != nil && *flags.Timeout > 0 {
-		timeout = *flags.Timeout
-	}
-	ar := &ackRequest{clientCount: clientCountCallback, ack: ack, others: others, timeout: timeout, countsDone: make(chan struct{})}
-	if others == 0 {
-		close(ar.countsDone)
-	}
+	ar := newAckRequest(flags, b.opts.RequestsTimeout, others, clientCountCallback, ack)
 	select {
 	case a.core.ackSlot <- struct{}{}:
 	case <-b.done:
@@ -723,6 +716,7 @@ func (a *ShardedAdapter) BroadcastWithAck(pkt *parser.Packet, opts *socket.Broad
 		core.reqs.mu.Lock()
 		core.reqs.acks[id] = ar
 		core.reqs.mu.Unlock()
+		timeout := ar.timeout
 		time.AfterFunc(timeout, func() {
 			core.reqs.mu.Lock()
 			delete(core.reqs.acks, id)
@@ -732,9 +726,7 @@ func (a *ShardedAdapter) BroadcastWithAck(pkt *parser.Packet, opts *socket.Broad
 		f.Timeout = &timeout
 		a.publishMessage(a.main, shBroadcast, broadcastData(pkt, id, rooms, except, f))
 	}
-	a.core.localBroadcastWithAck(pkt, rooms, except, flags, clientCountCallback, func(args []any, err error) {
-		ar.run(func() { ack(args, err) })
-	})
+	a.core.localBroadcastWithAck(pkt, rooms, except, flags, clientCountCallback, ar.localAck(ack))
 }
 
 // FetchSockets returns the matching sockets of every server. Other servers
