@@ -181,6 +181,10 @@ type Builder struct {
 	uid    string
 	addr   string
 
+	// ownFrame is how every broadcast frame of this server begins (the
+	// array header and the uid), to recognise our own frames cheaply.
+	ownFrame string
+
 	// publishDeadline bounds one publish batch: PublishTimeout, or less when
 	// the client's ReadTimeout is shorter (see readTimeoutOf).
 	publishDeadline time.Duration
@@ -237,6 +241,7 @@ func New(client redis.UniversalClient, opts *Options) *Builder {
 		done:      make(chan struct{}),
 		reqs:      requests{pending: map[string]*pendingRequest{}, acks: map[string]*ackRequest{}},
 	}
+	b.ownFrame = ownFramePrefix(b.uid)
 	b.publishDeadline = o.PublishTimeout
 	if rt := readTimeoutOf(client); rt > 0 && rt < b.publishDeadline {
 		b.publishDeadline = rt
@@ -473,7 +478,13 @@ func (a *Adapter) onBroadcast(channel, payload string) {
 		b.stats.droppedUnknownRoom.Add(1)
 		return
 	}
-	f, err := decodeBroadcast([]byte(payload))
+	if strings.HasPrefix(payload, b.ownFrame) {
+		// [uid, ...] with our uid: our own broadcast, back through the
+		// pattern subscription. Dropped before decoding.
+		b.stats.droppedOwn.Add(1)
+		return
+	}
+	f, err := decodeBroadcast(stringBytes(payload))
 	if err != nil {
 		b.stats.droppedMalformed.Add(1)
 		b.log.Debug("dropped malformed broadcast frame", slog.String("channel", channel), slog.Any("error", err))

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
@@ -513,6 +514,23 @@ func (fd *frameDecoder) truthy() (bool, error) {
 		return b != "", nil
 	}
 	return true, nil
+}
+
+// ownFramePrefix returns the first bytes of every broadcast frame encoded by
+// the server uid: a 3-element array header, then the uid as a string.
+func ownFramePrefix(uid string) string {
+	e := getEncoder()
+	defer putEncoder(e)
+	_ = e.enc.EncodeArrayLen(3)
+	_ = e.enc.EncodeString(uid)
+	return e.buf.String()
+}
+
+// stringBytes returns the bytes of s without copying them. The decoders only
+// read their input and copy every string and []byte they return, so a frame
+// received as a string can be decoded in place.
+func stringBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
 // decodeBroadcast decodes a classic broadcast frame [uid, packet, opts].

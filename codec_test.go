@@ -267,3 +267,14 @@ func TestNormalizeDataUsesJSONForStructs(t *testing.T) {
 		t.Fatalf("normalized %#v", out)
 	}
 }
+
+// Our own frames are recognised by their first bytes, exactly as encoded.
+func TestOwnFramePrefix(t *testing.T) {
+	got := encodeFrame(t, "zsEYvl", &parser.Packet{Type: parser.EVENT, Data: []any{"r"}, Nsp: "/"}, nil, nil, wireFlags{})
+	if p := ownFramePrefix("zsEYvl"); !bytes.HasPrefix(got, []byte(p)) || p != "\x93\xa6zsEYvl" {
+		t.Fatalf("prefix %q does not start frame %x", p, got)
+	}
+	if bytes.HasPrefix(mustHex(t, golden["emitter"]), []byte(ownFramePrefix("emitte"))) {
+		t.Fatal("a longer uid matched a shorter one's prefix")
+	}
+}
