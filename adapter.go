@@ -424,15 +424,7 @@ func (a *Adapter) ServerCount() int64 {
 	ar := a.current
 	a.ackMu.Unlock()
 	if ar != nil {
-		t := time.NewTimer(ar.timeout)
-		select {
-		case <-ar.countsDone:
-		case <-t.C:
-		case <-a.b.done:
-		}
-		t.Stop()
-		ar.flush()
-		time.AfterFunc(armGrace, ar.arm)
+		ar.handOver(a.b.done, a.b.opts.PublishTimeout)
 		a.releaseAckSlot(ar)
 		return int64(1 + ar.others)
 	}

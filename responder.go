@@ -3,6 +3,7 @@ package redisadapter
 import (
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/zishang520/engine.io/v2/types"
 	"github.com/zishang520/socket.io/v2/socket"
@@ -317,6 +318,27 @@ func (ar *ackRequest) run(fn func()) {
 		return
 	}
 	fn()
+}
+
+// handOver runs inside ServerCount, on the goroutine of the server's
+// BroadcastOperator: it waits for the client counts of the other servers (at
+// most maxWait, and at most the broadcast's timeout, so that a server counted
+// by NUMSUB but silent cannot hold the caller long), hands what arrived to
+// the server on this goroutine, and arms the request for later answers.
+func (ar *ackRequest) handOver(done <-chan struct{}, maxWait time.Duration) {
+	wait := ar.timeout
+	if maxWait > 0 && maxWait < wait {
+		wait = maxWait
+	}
+	t := time.NewTimer(wait)
+	select {
+	case <-ar.countsDone:
+	case <-t.C:
+	case <-done:
+	}
+	t.Stop()
+	ar.flush()
+	time.AfterFunc(armGrace, ar.arm)
 }
 
 // flush runs, on the calling goroutine, the answers buffered so far.

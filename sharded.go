@@ -630,15 +630,7 @@ func (a *ShardedAdapter) ServerCount() int64 {
 	ar := c.current
 	c.ackMu.Unlock()
 	if ar != nil {
-		t := time.NewTimer(ar.timeout)
-		select {
-		case <-ar.countsDone:
-		case <-t.C:
-		case <-a.b.done:
-		}
-		t.Stop()
-		ar.flush()
-		time.AfterFunc(armGrace, ar.arm)
+		ar.handOver(a.b.done, a.b.opts.PublishTimeout)
 		c.releaseAckSlot(ar)
 		return int64(1 + ar.others)
 	}
