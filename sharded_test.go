@@ -248,9 +248,9 @@ func (c *shCluster) ns(i int, nsp string) socket.Namespace { return c.nodes[i].i
 // fence makes every server broadcast "fence" to every client of nsp and
 // waits until each client in cls has the fence of every server. Frames of one
 // server on an ordered deployment arrive in order, so every frame published
-// before has then been delivered; on a cluster it also waits a little for
-// frames that travel through other masters. A fence a degraded server could
-// not publish is emitted again.
+// before has then been delivered; on a cluster, room channels can live on
+// other masters, so it also fences every room (roomFence). A fence a degraded
+// server could not publish is emitted again.
 func (c *shCluster) fence(nsp string, cls ...*sioclient.Client) {
 	c.t.Helper()
 	token := uniqueKey(c.t)
@@ -295,7 +295,86 @@ func (c *shCluster) fence(nsp string, cls ...*sioclient.Client) {
 		}
 	}
 	if !c.env.ordered {
-		time.Sleep(150 * time.Millisecond)
+		c.roomFence(nsp, token, cls)
+	}
+}
+
+// roomFence completes fence on a Redis Cluster, where a room's channel may
+// live on another master than the namespace channel: frames to a room are
+// ordered only with frames to the same room. Every server emits a marker to
+// every room of the clients in cls (their socket-id rooms included), and each
+// client waits for the markers of all its rooms from every server. Markers
+// that did not arrive (a degraded server) are emitted again.
+func (c *shCluster) roomFence(nsp, token string, cls []*sioclient.Client) {
+	c.t.Helper()
+	rooms := map[socket.Room]bool{}
+	want := map[*sioclient.Client][]socket.Room{}
+	for _, cl := range cls {
+		var s *socket.Socket
+		for i := range c.nodes {
+			if so, ok := c.ns(i, nsp).Sockets().Load(socket.SocketId(cl.ID())); ok {
+				s = so
+			}
+		}
+		if s == nil {
+			c.t.Fatalf("room fence on %s: no server holds client %s", nsp, cl.ID())
+		}
+		for _, r := range s.Rooms().Keys() {
+			rooms[r] = true
+			want[cl] = append(want[cl], r)
+		}
+	}
+	got := func(cl *sioclient.Client, i int, r socket.Room) bool {
+		for _, ev := range cl.Received("room-fence") {
+			if len(ev.Args) == 3 && ev.Args[0] == token && ev.Args[1] == float64(i) && ev.Args[2] == string(r) {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		missing := map[int]map[socket.Room]bool{}
+		for cl, rs := range want {
+			for _, r := range rs {
+				for i := range c.nodes {
+					if !got(cl, i, r) {
+						if missing[i] == nil {
+							missing[i] = map[socket.Room]bool{}
+						}
+						missing[i][r] = true
+					}
+				}
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("room fence on %s: markers %v never arrived", nsp, missing)
+		}
+		for i, rs := range missing {
+			for r := range rs {
+				c.ns(i, nsp).To(r).Emit("room-fence", token, i, string(r))
+			}
+		}
+		for wait := time.Now().Add(time.Second); time.Now().Before(wait); time.Sleep(5 * time.Millisecond) {
+			done := true
+			for i, rs := range missing {
+				for r := range rs {
+					for cl, crs := range want {
+						for _, cr := range crs {
+							if cr == r {
+								done = done && got(cl, i, r)
+							}
+						}
+					}
+				}
+			}
+			if done {
+				break
+			}
+		}
 	}
 }
 
@@ -717,10 +796,10 @@ func testShardedRequests(t *testing.T, env *shEnv, mk shBuilderFunc, binary bool
 	})
 	t.Run("AllRooms", func(t *testing.T) {
 		c := newShCluster(t, env, 3, mk)
-		sa, ok := c.ns(0, "/").Adapter().(*ShardedAdapter)
-		if !ok {
-			t.Skip("classic adapter: covered by TestAllRooms")
-		}
+		// Both adapters have AllRooms.
+		sa := c.ns(0, "/").Adapter().(interface {
+			AllRooms(context.Context) ([]socket.Room, error)
+		})
 		c.socks[1].Join("woot1")
 		rooms, err := sa.AllRooms(context.Background())
 		if err != nil {
