@@ -2,6 +2,7 @@ package redisadapter
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -53,6 +54,24 @@ func (s *stateRecorder) record(from, to State, _ error) {
 	s.mu.Lock()
 	s.events = append(s.events, [2]State{from, to})
 	s.mu.Unlock()
+}
+
+// list returns a copy of the recorded transitions.
+func (s *stateRecorder) list() [][2]State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][2]State(nil), s.events...)
+}
+
+// expect waits until the transition from -> to was reported n times (the
+// callback runs on the Builder's notifier goroutine, after State changed),
+// and fails if it was reported more often.
+func (s *stateRecorder) expect(t testing.TB, from, to State, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("OnStateChange(%v, %v) called %d times", from, to, n), func() bool { return s.count(from, to) >= n })
+	if got := s.count(from, to); got != n {
+		t.Errorf("OnStateChange(%v, %v) called %d times, want %d: %v", from, to, got, n, s.list())
+	}
 }
 
 func (s *stateRecorder) count(from, to State) int {
@@ -143,9 +162,8 @@ func TestRedisDownAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "connected after Redis appeared", func() bool { return b.State() == StateConnected })
-	if states.count(StateConnecting, StateDegraded) != 1 || states.count(StateDegraded, StateConnected) != 1 {
-		t.Errorf("state changes = %v", states.events)
-	}
+	states.expect(t, StateConnecting, StateDegraded, 1)
+	states.expect(t, StateDegraded, StateConnected, 1)
 	waitFor(t, "subscribed after Redis appeared", func() bool { return m.PubSubNumPat() == 1 })
 	m.Close()
 }
@@ -206,10 +224,9 @@ func TestRedisLostAndBackMidTraffic(t *testing.T) {
 	waitFor(t, "both resubscribed", func() bool { return m.PubSubNumPat() == 2 })
 	servers[0].Emit("after", 1)
 	waitEvents(t, clients[1], "after", 1)
-	for i, st := range states {
-		if st.count(StateConnected, StateDegraded) != 1 || st.count(StateDegraded, StateConnected) != 1 {
-			t.Errorf("server %d state changes = %v, want one degrade and one recovery", i, st.events)
-		}
+	for _, st := range states {
+		st.expect(t, StateConnected, StateDegraded, 1)
+		st.expect(t, StateDegraded, StateConnected, 1)
 	}
 	if nodes[0].Stats().Reconnects != 1 {
 		t.Errorf("Reconnects = %d, want 1", nodes[0].Stats().Reconnects)

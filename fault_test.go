@@ -167,9 +167,7 @@ func TestKillRedisMidTraffic(t *testing.T) {
 		t.Logf("remote client %d: %d of %d (the rest were emitted while Redis was down)", i, len(got), total)
 	}
 	for i, st := range fc.states {
-		if n := st.count(StateConnected, StateDegraded); n != 1 {
-			t.Errorf("server %d went degraded %d times, want once: %v", i, n, st.events)
-		}
+		st.expect(t, StateConnected, StateDegraded, 1)
 		if n := fc.logs[i].count(slog.LevelWarn); n > 2 {
 			t.Errorf("server %d logged %d warnings during one outage", i, n)
 		}

@@ -1450,9 +1450,7 @@ func TestShardedRedisDownAtStart(t *testing.T) {
 	p.start()
 	t.Cleanup(p.stop)
 	waitFor(t, "connected", func() bool { return b.State() == StateConnected })
-	if st.count(StateDegraded, StateConnected) != 1 {
-		t.Errorf("transitions: %v", st.events)
-	}
+	st.expect(t, StateDegraded, StateConnected, 1)
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { _ = rdb.Close() })
 	waitFor(t, "main channel subscribed", func() bool {
