@@ -36,6 +36,7 @@
 package redisadapter
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -252,7 +253,7 @@ func New(client redis.UniversalClient, opts *Options) *Builder {
 	}
 	b.health.init()
 	// Subscribe with no channel does not connect; the read loop connects.
-	b.ps = client.Subscribe(contextBackground())
+	b.ps = client.Subscribe(context.Background())
 	b.wg.Add(5)
 	go b.readLoop()
 	go b.subscribeLoop()

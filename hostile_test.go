@@ -110,6 +110,6 @@ func FuzzRequestFrame(f *testing.F) {
 		f.Add([]byte(h))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_ = checkRequestFrame(string(b))
+		_, _ = decodeMessage(b)
 	})
 }

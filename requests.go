@@ -31,11 +31,6 @@ const (
 	reqBroadcastAck         = 9
 )
 
-// contextBackground is the root of every context the adapter creates. The
-// adapter stores no context: each call that waits on Redis gets its own
-// timeout derived from Options.
-func contextBackground() context.Context { return context.Background() }
-
 // pendingRequest is a request of this server waiting for the answers of the
 // others. It completes exactly once: when the expected number of answers has
 // arrived, or when its timer fires, whichever comes first.
@@ -180,7 +175,7 @@ func (b *Builder) serverCount(channel string) (int64, error) {
 	if st := b.load(); st == StateDegraded || st == StateClosed {
 		return 1, nil
 	}
-	ctx, cancel := context.WithTimeout(contextBackground(), b.opts.PublishTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
 	defer cancel()
 	if cc, ok := b.client.(*redis.ClusterClient); ok {
 		var total atomic.Int64

@@ -178,12 +178,6 @@ func decodeMessage(payload []byte) (message, error) {
 	return m, nil
 }
 
-// checkRequestFrame validates a request or response frame.
-func checkRequestFrame(payload string) error {
-	_, err := decodeMessage([]byte(payload))
-	return err
-}
-
 func (m message) str(k string) string {
 	s, _ := m[k].(string)
 	return s
