@@ -15,6 +15,47 @@
 //   close     {k}
 // Every event is recorded as {event, args, ack} (ack: the server asked for an
 // acknowledgement), in arrival order.
+//
+// Connection state recovery (streams-server.js, or any server with
+// connectionStateRecovery): a server that recovers the state stamps the last
+// argument of a broadcast EVENT with its offset, and the client reports the
+// arguments as received, offset included. Extra fields and actions:
+//   connect {..., frames?: true, reconnection?: false}
+//             frames: record the data of every Engine.IO message packet the
+//             client receives, i.e. the Socket.IO packet text without the
+//             Engine.IO "4" (e.g. `2["ev",1,"1712345678901-0"]`,
+//             `0{"sid":"…","pid":"…"}`), in states' "frames";
+//             reconnection: false turns automatic reconnection off
+//   states    also gives, per client: recovered (socket.recovered of the
+//             current connection), pid (socket._pid), lastOffset
+//             (socket._lastOffset), url (the server it talks to now), and
+//             connections: [{id, recovered, url}] one per "connect" event
+//   drop      {k, reconnect?: true}
+//             closes the client's Engine.IO connection from the client side
+//             (socket.io.engine.close()): the client's disconnect reason is
+//             "forced close", the server's "transport close", a recoverable
+//             one, so the server persists the session.
+//             reconnect (default true): the client reconnects by itself to the
+//             same server after its reconnection delay (100-500 ms), sending
+//             {pid, offset} in CONNECT; false: it stays disconnected (for
+//             reconnectTo)
+//   reconnectTo {k, url, auth?, carry?: "state" | "auth"}
+//             connects client k again, to url (another server, or the same),
+//             on its namespace, keeping its event log. The old connection is
+//             dropped first if still up (as drop with reconnect false).
+//             socket.io-client 4.8 keeps the session in socket._pid and
+//             socket._lastOffset (the last argument of the last event received,
+//             when it is a string) and sends them in CONNECT only when _pid is
+//             set; a socket is bound to its Manager, whose URL is fixed, so the
+//             new connection is a new Socket on a new Manager for url:
+//               carry "state" (default): _pid and _lastOffset are copied to the
+//                 new socket before it connects; CONNECT carries {pid, offset,
+//                 ...auth} and socket.recovered is true when the server
+//                 answers with the same pid (what a reconnection gives).
+//               carry "auth": {pid, offset} are put in the new socket's auth
+//                 only; the server recovers the session alike, but the client's
+//                 socket.recovered stays false (it has no _pid to compare with).
+//             The connect options are those of the first connect.
 "use strict";
 
 const http = require("node:http");
@@ -73,49 +114,149 @@ function get(k) {
   return c;
 }
 
+// newSocket creates the socket.io-client socket of c for url (a new Manager:
+// forceNew), with the connect options of c.
+function newSocket(c, url, extra) {
+  const body = c.body;
+  return io(
+    url + c.nsp,
+    Object.assign(
+      {
+        transports: ["websocket"],
+        forceNew: true,
+        query: body.query || {},
+        extraHeaders: body.headers || {},
+        auth: body.auth || {},
+        // A Go socket.io/v2 server occasionally drops a CONNECT sent right
+        // after the open packet and closes the connection after its connect
+        // timeout: reconnect quickly.
+        reconnectionDelay: 100,
+        reconnectionDelayMax: 500,
+        reconnection: body.reconnection !== false,
+      },
+      extra,
+    ),
+  );
+}
+
+// attach makes socket the current socket of c and records what it receives.
+function attach(c, socket) {
+  c.socket = socket;
+  socket.on("connect", () => {
+    c.connects++;
+    c.connections.push({ id: socket.id, recovered: !!socket.recovered, url: c.url });
+  });
+  socket.on("disconnect", (reason) => {
+    c.disconnects.push(reason);
+  });
+  socket.on("connect_error", (err) => {
+    c.connectErrors.push(err.message);
+  });
+  if (c.frames) {
+    // Every Engine.IO connection of the Manager (one per (re)connection),
+    // once: the first one may exist already, and then opens later.
+    const hooked = new WeakSet();
+    const hook = () => {
+      const engine = socket.io.engine;
+      if (!engine || hooked.has(engine)) {
+        return;
+      }
+      hooked.add(engine);
+      engine.on("packet", (p) => {
+        if (p.type === "message") {
+          c.frames.push(typeof p.data === "string" ? p.data : { $binary: Buffer.from(p.data).toString("base64") });
+        }
+      });
+    };
+    socket.io.on("open", hook);
+    hook();
+  }
+  socket.onAny((event, ...args) => {
+    let ack = null;
+    if (args.length && typeof args[args.length - 1] === "function") {
+      ack = args.pop();
+    }
+    c.events.push({ event, args: toWire(args), ack: ack !== null });
+    if (ack && c.acks.has(event)) {
+      const reply = c.acks.get(event);
+      if (reply !== null) {
+        ack(...fromWire(reply));
+      }
+    }
+  });
+}
+
+// drop closes the Engine.IO connection of c from the client side ("transport
+// close" on both ends); the client reconnects by itself only with reconnect.
+function drop(c, reconnect) {
+  const m = c.socket.io;
+  if (!reconnect) {
+    m.reconnection(false);
+  }
+  if (!m.engine) {
+    throw new Error("no Engine.IO connection to drop");
+  }
+  m.engine.close();
+}
+
 const actions = {
   connect: async (body) => {
     if (clients.has(body.k)) {
       throw new Error(`client ${body.k} exists`);
     }
-    const nsp = body.nsp || "/";
-    const socket = io(body.url + nsp, {
-      transports: ["websocket"],
-      forceNew: true,
-      query: body.query || {},
-      extraHeaders: body.headers || {},
-      auth: body.auth || {},
-      // A Go socket.io/v2 server occasionally drops a CONNECT sent right
-      // after the open packet and closes the connection after its connect
-      // timeout: reconnect quickly.
-      reconnectionDelay: 100,
-      reconnectionDelayMax: 500,
-    });
-    const c = { socket, events: [], disconnects: [], connects: 0, connectErrors: [], acks: new Map() };
+    const c = {
+      socket: null,
+      url: body.url,
+      nsp: body.nsp || "/",
+      body,
+      events: [],
+      disconnects: [],
+      connects: 0,
+      connectErrors: [],
+      acks: new Map(),
+      connections: [],
+      frames: body.frames ? [] : null,
+    };
     clients.set(body.k, c);
-    socket.on("connect", () => {
-      c.connects++;
-    });
-    socket.on("disconnect", (reason) => {
-      c.disconnects.push(reason);
-    });
-    socket.on("connect_error", (err) => {
-      c.connectErrors.push(err.message);
-    });
-    socket.onAny((event, ...args) => {
-      let ack = null;
-      if (args.length && typeof args[args.length - 1] === "function") {
-        ack = args.pop();
-      }
-      c.events.push({ event, args: toWire(args), ack: ack !== null });
-      if (ack && c.acks.has(event)) {
-        const reply = c.acks.get(event);
-        if (reply !== null) {
-          ack(...fromWire(reply));
-        }
-      }
-    });
+    attach(c, newSocket(c, body.url, {}));
     return {};
+  },
+
+  drop: async (body) => {
+    const c = get(body.k);
+    drop(c, body.reconnect !== false);
+    return {};
+  },
+
+  reconnectTo: async (body) => {
+    const c = get(body.k);
+    const old = c.socket;
+    if (old.io.engine && old.io.engine.readyState !== "closed") {
+      drop(c, false);
+    }
+    const pid = old._pid;
+    const offset = old._lastOffset;
+    // The old socket will not reconnect (reconnection is off): release its
+    // Manager, without a DISCONNECT packet (it is not connected).
+    old.offAny();
+    old.removeAllListeners();
+    old.disconnect();
+    const carry = body.carry || "state";
+    let auth = Object.assign({}, c.body.auth || {}, body.auth || {});
+    if (carry === "auth") {
+      auth = Object.assign({ pid, offset }, auth);
+    } else if (carry !== "state") {
+      throw new Error(`carry ${carry}: want "state" or "auth"`);
+    }
+    const socket = newSocket(c, body.url, { autoConnect: false, auth });
+    if (carry === "state") {
+      socket._pid = pid;
+      socket._lastOffset = offset;
+    }
+    c.url = body.url;
+    attach(c, socket);
+    socket.connect();
+    return { pid: pid || null, offset: offset || null };
   },
 
   states: async (body) => {
@@ -129,7 +270,15 @@ const actions = {
         disconnects: c.disconnects,
         connectErrors: c.connectErrors,
         events: c.events,
+        recovered: !!c.socket.recovered,
+        pid: c.socket._pid || "",
+        lastOffset: c.socket._lastOffset || "",
+        url: c.url,
+        connections: c.connections,
       };
+      if (c.frames) {
+        states[k].frames = c.frames;
+      }
     }
     return { states };
   },
