@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/d38ad898/redisadapter/internal/sioclient"
+	"github.com/d38ad898/redisadapter/internal/testkit/sioclient"
 )
 
 // TestBurstArrivesCompleteAndInOrder sends a fast burst of room broadcasts

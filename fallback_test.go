@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/d38ad898/redisadapter/internal/sioclient"
+	"github.com/d38ad898/redisadapter/internal/testkit/sioclient"
 	"github.com/redis/go-redis/v9"
 	"github.com/zishang520/socket.io/v2/socket"
 )

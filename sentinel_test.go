@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/d38ad898/redisadapter/internal/sioclient"
+	"github.com/d38ad898/redisadapter/internal/testkit/sioclient"
 	"github.com/redis/go-redis/v9"
 	"github.com/zishang520/socket.io/v2/socket"
 )

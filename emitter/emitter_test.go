@@ -26,7 +26,7 @@ import (
 
 	"github.com/d38ad898/redisadapter"
 	"github.com/d38ad898/redisadapter/emitter"
-	"github.com/d38ad898/redisadapter/internal/sioclient"
+	"github.com/d38ad898/redisadapter/internal/testkit/sioclient"
 )
 
 // waitTimeout bounds every wait for a condition in the tests.

@@ -36,7 +36,7 @@ var phaseEvents = [numPhases]string{"w", "b", "r", "p"}
 // packets for it until one is answered, before its real CONNECT: the Go
 // server sends the Engine.IO open packet before it listens for Socket.IO
 // packets, and a CONNECT arriving in between is lost (see
-// internal/sioclient).
+// internal/testkit/sioclient).
 const probeNamespace = "/bench-readiness-probe"
 
 type benchClient struct {

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/d38ad898/redisadapter/internal/sioclient"
+	"github.com/d38ad898/redisadapter/internal/testkit/sioclient"
 )
 
 // TestChatAcrossInstances starts a two-instance cluster on an embedded
