@@ -1,225 +1,77 @@
-// Package redisadapter lets many instances of a Go Socket.IO server
-// (github.com/zishang520/socket.io/v2) act as one cluster through Redis
-// pub/sub: a broadcast, a room emit or a private message issued on any
-// instance reaches the clients of every instance. Its wire format is the one of
-// the Node.js adapter @socket.io/redis-adapter 8.x (classic mode), byte for
-// byte, so Go and Node servers can share a cluster.
-//
-// Wiring takes one expression. Set the adapter in the server options, before
-// the server creates its namespaces:
-//
-//	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
-//	b := redisadapter.New(rdb, nil)
-//	defer b.Close()
-//	opts := socket.DefaultServerOptions()
-//	opts.SetAdapter(b)
-//	io := socket.NewServer(httpServer, opts)
-//
-// # Concurrency
-//
-// A Builder owns what is per process: one subscriber connection shared by all
-// namespaces, one publisher goroutine, the health state and the counters. Its
-// methods are safe for concurrent use. Broadcast never waits on Redis: frames
-// go to a bounded queue that one goroutine writes in pipelined batches, in
-// order. Frames received from Redis are delivered to local clients in arrival
-// order by one goroutine.
-//
-// # When Redis is not there
-//
-// New does no network I/O and never fails. If Redis is down at start, or goes
-// away later, the adapter switches to StateDegraded: every instance keeps
-// delivering to its own clients, remote publishes are skipped and counted
-// (pub/sub is at-most-once: nothing is replayed), and reconnection goes on in
-// the background with capped exponential backoff. When Redis answers again the
-// adapter resubscribes and returns to StateConnected by itself. Watch it with
-// Builder.State, Builder.Stats and Options.OnStateChange.
 package redisadapter
 
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
+	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/d38ad898/redisadapter/internal/wire"
 	"github.com/redis/go-redis/v9"
 	"github.com/zishang520/socket.io-go-parser/v2/parser"
 	"github.com/zishang520/socket.io/v2/socket"
 )
 
-// Defaults of Options.
-const (
-	DefaultKey                 = "socket.io"
-	DefaultRequestsTimeout     = 5 * time.Second
-	DefaultPublishTimeout      = 500 * time.Millisecond
-	DefaultPublishQueueSize    = 8192
-	DefaultHealthCheckInterval = 2 * time.Second
-	DefaultMaxReconnectDelay   = 5 * time.Second
-)
+// ErrClosed is the error of requests still waiting for answers when their
+// Builder closes.
+var ErrClosed = errors.New("redisadapter: closed")
 
-// Options configures a Builder. The zero value of every field means its
-// default; a nil *Options means all defaults, which are the Node adapter's.
-type Options struct {
-	// Key is the prefix of every Redis channel. Servers share a cluster when
-	// they use the same Key. Default: "socket.io" (DefaultKey).
-	Key string
-
-	// RequestsTimeout bounds how long a cross-server request (fetchSockets,
-	// serverSideEmit with ack, allRooms) waits for answers. It also bounds
-	// subscription commands. Default: 5s (DefaultRequestsTimeout).
-	RequestsTimeout time.Duration
-
-	// PublishOnSpecificResponseChannel makes this server answer requests on
-	// the requester's own response channel instead of the shared one, so that
-	// other servers do not receive and discard the answer. Servers with
-	// different settings work together. Default: false (as in Node).
-	PublishOnSpecificResponseChannel bool
-
-	// PublishTimeout bounds one pipelined PUBLISH batch, and how long a
-	// broadcast waits for room when the publish queue is full before its
-	// remote part is dropped (counted in Stats.PublishDropped). Local delivery
-	// never waits for it. Default: 500ms (DefaultPublishTimeout).
-	PublishTimeout time.Duration
-
-	// PublishQueueSize is the capacity, in frames, of the queue between
-	// broadcasting goroutines and the publisher. Default: 8192
-	// (DefaultPublishQueueSize).
-	PublishQueueSize int
-
-	// HealthCheckInterval is how long the subscriber connection may stay idle
-	// before it is pinged; a ping left unanswered for another interval marks
-	// the link dead (degraded) and replaces the connection. Default: 2s
-	// (DefaultHealthCheckInterval).
-	HealthCheckInterval time.Duration
-
-	// MaxReconnectDelay caps the exponential backoff between reconnection
-	// attempts (which starts at 100ms). Default: 5s
-	// (DefaultMaxReconnectDelay).
-	MaxReconnectDelay time.Duration
-
-	// Logger receives the adapter's logs: one warning when Redis becomes
-	// unreachable, one info line when it is back, debug lines per dropped
-	// frame. Default: nil, nothing is logged.
-	Logger *slog.Logger
-
-	// OnStateChange, if set, is called on every state transition, in order,
-	// from one goroutine owned by the Builder, with the error that caused the
-	// transition (nil when there is none). It must not block.
-	OnStateChange func(from, to State, err error)
-}
-
-// Validate reports the first invalid field of o. New does not fail: it logs
-// the same error through o.Logger and uses the field's default instead.
-func (o *Options) Validate() error {
-	if o == nil {
-		return nil
-	}
-	var errs []error
-	check := func(name string, d time.Duration) {
-		if d < 0 {
-			errs = append(errs, fmt.Errorf("redisadapter: Options.%s is negative (%v)", name, d))
-		}
-	}
-	check("RequestsTimeout", o.RequestsTimeout)
-	check("PublishTimeout", o.PublishTimeout)
-	check("HealthCheckInterval", o.HealthCheckInterval)
-	check("MaxReconnectDelay", o.MaxReconnectDelay)
-	if o.PublishQueueSize < 0 {
-		errs = append(errs, fmt.Errorf("redisadapter: Options.PublishQueueSize is negative (%d)", o.PublishQueueSize))
-	}
-	if strings.ContainsAny(o.Key, "#") {
-		errs = append(errs, fmt.Errorf("redisadapter: Options.Key %q contains '#', the channel separator", o.Key))
-	}
-	return errors.Join(errs...)
-}
-
-// withDefaults returns a copy of o with defaults filled in and invalid values
-// replaced by defaults.
-func (o *Options) withDefaults() Options {
-	var r Options
-	if o != nil {
-		r = *o
-	}
-	if r.Key == "" || strings.Contains(r.Key, "#") {
-		r.Key = DefaultKey
-	}
-	if r.RequestsTimeout <= 0 {
-		r.RequestsTimeout = DefaultRequestsTimeout
-	}
-	if r.PublishTimeout <= 0 {
-		r.PublishTimeout = DefaultPublishTimeout
-	}
-	if r.PublishQueueSize <= 0 {
-		r.PublishQueueSize = DefaultPublishQueueSize
-	}
-	if r.HealthCheckInterval <= 0 {
-		r.HealthCheckInterval = DefaultHealthCheckInterval
-	}
-	if r.MaxReconnectDelay <= 0 {
-		r.MaxReconnectDelay = DefaultMaxReconnectDelay
-	}
-	if r.MaxReconnectDelay < minBackoff {
-		r.MaxReconnectDelay = minBackoff
-	}
-	if r.Logger == nil {
-		r.Logger = slog.New(slog.DiscardHandler)
-	}
-	return r
-}
+var errClosed = ErrClosed
 
 // Builder creates the per-namespace adapters of one Socket.IO server and owns
-// the process-wide resources they share. It implements
-// socket.AdapterConstructor. Use one Builder per socket.Server.
+// the process-wide resources they share: the subscriber connections, the
+// publisher, the health state, the pending requests and the counters. It
+// implements socket.AdapterConstructor. Use one Builder per socket.Server.
 type Builder struct {
-	client redis.UniversalClient
-	opts   Options
-	log    *slog.Logger
-	uid    string
-	addr   string
+	client redis.UniversalClient // the caller's, never closed by us
+	// rdb runs every command: a client of our own built from the caller's
+	// options with ContextTimeoutEnabled (see ownClient), or client itself.
+	rdb   redis.UniversalClient
+	owned bool
+	opts  Options
+	log   *slog.Logger
+	uid   string
+	addr  string
+	t     transport
+	// perRoom: the transport subscribes per room (joins wait, leaves
+	// unsubscribe).
+	perRoom bool
+	// recovery: broadcasts carry stream offsets for connection state
+	// recovery (streams transport, recovery enabled on the server).
+	recovery bool
 
-	// ownFrame is how every broadcast frame of this server begins (the
-	// array header and the uid), to recognise our own frames cheaply.
+	// ownFrame is how every classic broadcast frame of this server begins.
 	ownFrame string
-
-	// publishDeadline bounds one publish batch: PublishTimeout, or less when
-	// the client's ReadTimeout is shorter (see readTimeoutOf).
+	// publishDeadline bounds one write of the publisher.
 	publishDeadline time.Duration
 
-	mu        sync.RWMutex
-	nsps      map[string]*Adapter // by namespace name
-	byPattern map[string]*Adapter
-	byChannel map[string]*Adapter
+	mu   sync.RWMutex
+	nsps map[string]*Adapter
 
-	psMu sync.Mutex
-	ps   *redis.PubSub
-
-	subMu   sync.Mutex
-	subOps  []subOp
-	subWake chan struct{}
-
-	queue chan outFrame
-
+	pub    publisher
 	health health
 	stats  counters
 	reqs   requests
 
-	done      chan struct{}
-	closed    atomic.Bool
-	closeOnce sync.Once
-	wg        sync.WaitGroup
+	done    chan struct{}
+	closing atomic.Bool
+	closed  chan struct{}
+	closer  atomic.Int64 // goroutine id of the Close in progress
+	owners  sync.Map     // goroutine ids of the Builder's goroutines
+	wg      sync.WaitGroup
 }
 
 var _ socket.AdapterConstructor = (*Builder)(nil)
 
-// New returns a Builder that connects Socket.IO servers through client, which
-// may be a *redis.Client, *redis.ClusterClient or a failover client. It does no
-// network I/O and never fails: if Redis is unreachable the adapter starts
-// degraded and connects in the background. A nil opts means defaults.
+// New returns a Builder for the classic protocol of @socket.io/redis-adapter
+// (Node's createAdapter) on client, which may be a *redis.Client, a
+// *redis.ClusterClient or a failover client. It does no network I/O and
+// never fails: if Redis is unreachable the adapter starts degraded and
+// connects in the background. A nil opts means defaults.
 //
 // The caller keeps ownership of client: Close never closes it. New panics if
 // client is nil, a programming error.
@@ -227,67 +79,120 @@ func New(client redis.UniversalClient, opts *Options) *Builder {
 	if client == nil {
 		panic("redisadapter: New called with a nil redis client")
 	}
-	o := opts.withDefaults()
-	b := &Builder{
-		client:    client,
-		opts:      o,
-		log:       o.Logger,
-		uid:       newUID(),
-		addr:      clientAddr(client),
-		nsps:      make(map[string]*Adapter),
-		byPattern: make(map[string]*Adapter),
-		byChannel: make(map[string]*Adapter),
-		subWake:   make(chan struct{}, 1),
-		queue:     make(chan outFrame, o.PublishQueueSize),
-		done:      make(chan struct{}),
-		reqs:      requests{pending: map[string]*pendingRequest{}, acks: map[string]*ackRequest{}},
-	}
-	b.ownFrame = ownFramePrefix(b.uid)
-	b.publishDeadline = o.PublishTimeout
-	if rt := readTimeoutOf(client); rt > 0 && rt < b.publishDeadline {
-		b.publishDeadline = rt
-	}
-	b.log = b.log.With(slog.String("uid", b.uid))
+	b := newBuilder(client, opts.withDefaults(), "classic")
 	if err := opts.Validate(); err != nil {
 		b.log.Error("invalid options, using defaults for the invalid fields", slog.Any("error", err))
 	}
-	b.health.init()
-	// Subscribe with no channel does not connect; the read loop connects.
-	b.ps = client.Subscribe(context.Background())
-	b.wg.Add(5)
-	go b.readLoop()
-	go b.subscribeLoop()
-	go b.publishLoop()
-	go b.notifyLoop()
-	go b.probeLoop()
+	b.perRoom = b.opts.RoomSubscriptions
+	b.start(newClassicTransport(b))
 	return b
+}
+
+// newBuilder prepares what every mode shares; start launches it.
+func newBuilder(client redis.UniversalClient, o Options, mode string) *Builder {
+	b := &Builder{
+		client: client,
+		opts:   o,
+		uid:    newID(),
+		addr:   clientAddr(client),
+		nsps:   make(map[string]*Adapter),
+		done:   make(chan struct{}),
+		closed: make(chan struct{}),
+		reqs:   requests{pending: map[string]*pendingRequest{}, acks: map[string]*ackRequest{}},
+	}
+	b.rdb, b.owned = ownClient(client)
+	b.log = o.Logger.With(slog.String("uid", b.uid), slog.String("mode", mode))
+	b.ownFrame = wire.ClassicBroadcastPrefix(b.uid)
+	b.publishDeadline = o.PublishTimeout
+	if !b.owned {
+		if rt := readTimeoutOf(client); rt > 0 && rt < b.publishDeadline {
+			b.publishDeadline = rt
+		}
+	}
+	b.pub.init(o.PublishQueueSize, o.PublishQueueBytes)
+	b.health.init()
+	return b
+}
+
+// start launches the Builder's goroutines with its transport.
+func (b *Builder) start(t transport) {
+	b.t = t
+	t.start()
+	b.spawn(b.publishLoop)
+	b.spawn(b.notifyLoop)
+	b.spawn(b.probeLoop)
+}
+
+// newID returns 16 hexadecimal characters, like Node's ClusterAdapter ids.
+func newID() string {
+	var buf [8]byte
+	_, _ = rand.Read(buf[:])
+	return hex.EncodeToString(buf[:])
 }
 
 // UID returns this server's identifier in the cluster, which tags its frames.
 func (b *Builder) UID() string { return b.uid }
 
-// Close stops every goroutine the Builder started, closes its subscriber
-// connection and waits for all of it. Frames still queued are not sent. It
-// does not close the Redis client passed to New. Close is idempotent; it
-// always returns nil and has an error result for future use and io.Closer.
+func (b *Builder) isClosed() bool { return b.closing.Load() }
+
+// spawn runs fn on a goroutine the Builder owns and waits for at Close.
+func (b *Builder) spawn(fn func()) {
+	b.wg.Add(1)
+	go func() {
+		id := goid()
+		b.owners.Store(id, struct{}{})
+		defer func() {
+			b.owners.Delete(id)
+			b.wg.Done()
+		}()
+		fn()
+	}()
+}
+
+// Close stops every goroutine the Builder started, closes its connections and
+// waits for all of it; requests still waiting for answers complete at once
+// with ErrClosed, and frames still queued are not sent. It does not close the
+// Redis client passed to the constructor. Close is idempotent and may be
+// called from anywhere, OnStateChange and request callbacks included (called
+// from one of the Builder's own goroutines, it does not wait for that one).
+// It always returns nil and has an error result for io.Closer.
 func (b *Builder) Close() error {
-	b.closeOnce.Do(func() {
-		b.closed.Store(true)
-		h := &b.health
-		h.mu.Lock()
-		from := State(h.state.Load())
-		b.transitionLocked(from, StateClosed, nil)
-		h.mu.Unlock()
-		close(b.done)
-		b.psMu.Lock()
-		_ = b.ps.Close()
-		b.psMu.Unlock()
-		b.wg.Wait()
-	})
+	self := goid()
+	if !b.closing.CompareAndSwap(false, true) {
+		if _, own := b.owners.Load(self); own || b.closer.Load() == self {
+			return nil
+		}
+		<-b.closed
+		return nil
+	}
+	b.closer.Store(self)
+	h := &b.health
+	h.mu.Lock()
+	b.transitionLocked(State(h.state.Load()), StateClosed, nil)
+	h.mu.Unlock()
+	close(b.done)
+	b.t.stop()
+	if b.owned {
+		// Interrupts the commands in flight on our own connections.
+		_ = b.rdb.Close()
+	}
+	b.failPending()
+	b.waitOwned(self)
+	close(b.closed)
 	return nil
 }
 
-func (b *Builder) isClosed() bool { return b.closed.Load() }
+// waitOwned waits for the Builder's goroutines, except self when Close runs
+// on one of them (it returns to its loop and exits right after).
+func (b *Builder) waitOwned(self int64) {
+	if _, own := b.owners.Load(self); !own {
+		b.wg.Wait()
+		return
+	}
+	b.wg.Done() // self is accounted for: it is this very call
+	b.wg.Wait()
+	b.wg.Add(1)
+}
 
 // New implements socket.AdapterConstructor: it creates the adapter of one
 // namespace and subscribes to its channels in the background.
@@ -297,68 +202,94 @@ func (b *Builder) New(nsp socket.Namespace) socket.Adapter {
 	a.Prototype(a)
 	a.Construct(nsp)
 	a.encoder = nsp.Server().Encoder()
-	a.ch = newChannels(b.opts.Key, a.name, b.uid)
-	b.register(a)
-	return a
-}
-
-// register makes a the adapter of its namespace. An adapter created again for
-// the same namespace (socket.Server.SetAdapter does that without closing the
-// old one) replaces the previous one.
-func (b *Builder) register(a *Adapter) {
+	a.ch = wire.NewClassicChannels(b.opts.Key, a.name, b.uid)
 	b.mu.Lock()
 	old := b.nsps[a.name]
 	if old != nil {
+		// socket.Server.SetAdapter creates adapters again without closing
+		// the old ones: the new one replaces it.
 		old.closed.Store(true)
 	}
 	b.nsps[a.name] = a
-	b.byPattern[a.ch.pattern] = a
-	for _, c := range a.ch.subscribed() {
-		b.byChannel[c] = a
-	}
 	b.mu.Unlock()
 	if old == nil && !b.isClosed() {
-		b.enqueueSub(subOp{subscribe: true, patterns: []string{a.ch.pattern}, channels: a.ch.subscribed()})
+		b.t.open(a.name)
 	}
+	return a
 }
 
-// unregister removes a and unsubscribes its namespace.
-func (b *Builder) unregister(a *Adapter) {
-	b.mu.Lock()
-	if b.nsps[a.name] != a {
-		b.mu.Unlock()
+// adapterOf returns the adapter of namespace nsp.
+func (b *Builder) adapterOf(nsp string) *Adapter {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.nsps[nsp]
+}
+
+// receive handles one frame from Redis, on the goroutine of the transport
+// that read it: frames of one connection or stream are handled in arrival
+// order. Frames for rooms this server does not hold, and its own frames, are
+// dropped before decoding.
+func (b *Builder) receive(in *inbound) {
+	b.stats.received.Add(1)
+	a := b.adapterOf(in.nsp)
+	if a == nil || a.closed.Load() {
+		// A frame for a namespace closed in the meantime, or of another
+		// namespace in a stream.
+		b.stats.droppedUnsupported.Add(1)
 		return
 	}
-	delete(b.nsps, a.name)
-	delete(b.byPattern, a.ch.pattern)
-	for _, c := range a.ch.subscribed() {
-		delete(b.byChannel, c)
+	room := in.room
+	if in.kind == kindBroadcast && room == "" {
+		r, ok := a.ch.RoomOf(in.channel)
+		if !ok {
+			b.stats.droppedUnsupported.Add(1)
+			return
+		}
+		room = r
 	}
-	b.mu.Unlock()
-	if !b.isClosed() {
-		b.enqueueSub(subOp{subscribe: false, patterns: []string{a.ch.pattern}, channels: a.ch.subscribed()})
+	if room != "" && !a.holdsRoom(room) {
+		b.stats.droppedUnknownRoom.Add(1)
+		return
 	}
+	m, err := b.t.decode(in)
+	if err != nil {
+		switch {
+		case errors.Is(err, errOwn):
+			b.stats.droppedOwn.Add(1)
+		case errors.Is(err, wire.ErrBudget):
+			b.stats.droppedOversized.Add(1)
+			b.log.Debug("dropped a frame over its memory budget", slog.String("channel", in.channel), slog.Int("bytes", len(in.payload)))
+		default:
+			b.stats.droppedMalformed.Add(1)
+			b.log.Debug("dropped malformed frame", slog.String("channel", in.channel), slog.Any("error", err))
+		}
+		return
+	}
+	a.handle(m, in)
 }
 
-// subscribed lists the plain channels a namespace listens to.
-func (c *channels) subscribed() []string {
-	return []string{c.request, c.response, c.specificResponse}
-}
-
-// Adapter is the adapter of one namespace. It embeds the server's in-memory
-// adapter for room bookkeeping and adds the cluster protocol. It satisfies
-// socket.Adapter.
+// Adapter is the adapter of one namespace, the same type in every mode. It
+// embeds the server's in-memory adapter for room bookkeeping and adds the
+// cluster protocol. It satisfies socket.Adapter; AllRooms is its extra
+// cluster operation.
 type Adapter struct {
 	socket.Adapter
 
 	b       *Builder
 	name    string
-	ch      channels
+	ch      wire.ClassicChannels // classic broadcast channels, to read a frame's room
 	encoder parser.Encoder
 	closed  atomic.Bool
 
-	// ackSlot and current serialize the window between BroadcastWithAck
-	// and the server's ServerCount call (see ackRequest.arm).
+	// roomMu orders the room subscription changes (see syncRooms).
+	roomMu sync.Mutex
+	// noWait holds the ids of sockets joining rooms for another server's
+	// socketsJoin: those joins run on a reader goroutine and never wait for
+	// a subscription.
+	noWait sync.Map
+
+	// ackSlot and current serialize the window between BroadcastWithAck and
+	// the server's ServerCount call (see acks.go).
 	ackSlot chan struct{}
 	ackMu   sync.Mutex
 	current *ackRequest
@@ -373,166 +304,103 @@ func (a *Adapter) Close() {
 	if a.closed.Swap(true) {
 		return
 	}
-	a.b.unregister(a)
+	b := a.b
+	b.mu.Lock()
+	own := b.nsps[a.name] == a
+	if own {
+		delete(b.nsps, a.name)
+	}
+	b.mu.Unlock()
+	if own && !b.isClosed() {
+		b.t.shut(a.name)
+	}
+}
+
+// send encodes m for Redis and hands it to the publisher (see
+// Builder.publish); to is the requester of a response, done gets the
+// outcome. It reports whether the frame was queued.
+func (a *Adapter) send(m *wire.Message, to string, wait bool, done func(id string, err error)) bool {
+	b := a.b
+	m.UID, m.Nsp = b.uid, a.name
+	f := newFrame()
+	if err := b.t.encode(a.name, m, to, f); err != nil {
+		f.release()
+		b.stats.encodeErrors.Add(1)
+		b.log.Error("cannot encode a message; not sent", slog.String("nsp", a.name), slog.Int("type", int(m.Type)), slog.Any("error", err))
+		if done != nil {
+			done("", err)
+		}
+		return false
+	}
+	f.done = done
+	return b.publish(f, wait)
 }
 
 // Broadcast sends a packet to the matching clients of every server: it queues
 // one frame for Redis (unless the Local flag is set or Redis is unreachable)
 // and delivers to the local clients, without waiting on Redis.
 func (a *Adapter) Broadcast(pkt *parser.Packet, opts *socket.BroadcastOptions) {
-	rooms, except, flags, local := splitOptions(opts)
+	o, local := splitOptions(opts)
 	pkt.Nsp = a.name
-	if data, err := normalizeData(pkt.Data); err == nil {
-		pkt.Data = data
-	}
-	if !local && !a.closed.Load() {
-		a.publishBroadcast(pkt, rooms, except, flags)
-	}
-	a.deliver(pkt, rooms, except, flags, nil)
-}
-
-// publishBroadcast encodes the frame before local delivery (the local encoder
-// rewrites the packet type of binary packets) and queues it.
-func (a *Adapter) publishBroadcast(pkt *parser.Packet, rooms, except []socket.Room, flags wireFlags) {
-	b := a.b
-	if b.load() == StateDegraded {
-		b.stats.skippedDegraded.Add(1)
+	normalizePacket(pkt)
+	if local || a.closed.Load() {
+		a.deliver(pkt, &o, nil)
 		return
 	}
-	e := getEncoder()
-	if err := e.appendBroadcast(b.uid, pkt, rooms, except, flags); err != nil {
-		putEncoder(e)
-		b.log.Error("cannot encode broadcast; delivered locally only", slog.String("nsp", a.name), slog.Any("error", err))
+	if a.b.load() == StateDegraded {
+		a.b.stats.skippedDegraded.Add(1)
+		a.deliver(pkt, &o, nil)
 		return
 	}
-	channel := a.ch.broadcast
-	if len(rooms) == 1 {
-		channel = a.ch.roomChannel(rooms[0])
-	}
-	b.publish(channel, e)
+	// Encoded before local delivery, which rewrites binary packets.
+	a.send(&wire.Message{Type: wire.TypeBroadcast, Packet: toWirePacket(pkt), Opts: o}, "", true, nil)
+	a.deliver(pkt, &o, nil)
 }
 
-// ServerCount returns the number of servers subscribed to this namespace,
-// from PUBSUB NUMSUB on the request channel (summed over every master of a
-// Redis Cluster). While degraded it returns 1 without asking Redis.
-//
-// Right after BroadcastWithAck, socket.io/v2 calls ServerCount to learn how
-// many servers will report a client count. In that case ServerCount also
-// waits (up to the broadcast's timeout) for the other servers' counts and
-// hands them to the server on the calling goroutine: see ackRequest.arm.
-func (a *Adapter) ServerCount() int64 {
-	a.ackMu.Lock()
-	ar := a.current
-	a.ackMu.Unlock()
-	if ar != nil {
-		ar.handOver(a.b.done, a.b.opts.PublishTimeout)
-		a.releaseAckSlot(ar)
-		return int64(1 + ar.others)
-	}
-	n, err := a.b.serverCount(a.ch.request)
-	if err != nil || n < 1 {
-		return 1
-	}
-	return n
+// AddSockets makes the matching sockets of every server join rooms. It applies
+// to the local sockets at once, then tells the other servers.
+func (a *Adapter) AddSockets(opts *socket.BroadcastOptions, rooms []socket.Room) {
+	a.Adapter.AddSockets(opts, rooms)
+	a.sendRemote(opts, &wire.Message{Type: wire.TypeSocketsJoin, Rooms: roomNames(rooms)})
 }
 
-// releaseAckSlot ends the BroadcastWithAck window of ar, if it is the current
-// one.
-func (a *Adapter) releaseAckSlot(ar *ackRequest) {
-	a.ackMu.Lock()
-	defer a.ackMu.Unlock()
-	if a.current == ar {
-		a.current = nil
-		<-a.ackSlot
-	}
+// DelSockets makes the matching sockets of every server leave rooms.
+func (a *Adapter) DelSockets(opts *socket.BroadcastOptions, rooms []socket.Room) {
+	a.Adapter.DelSockets(opts, rooms)
+	a.sendRemote(opts, &wire.Message{Type: wire.TypeSocketsLeave, Rooms: roomNames(rooms)})
 }
 
-// splitOptions extracts what the adapter needs from the server's options.
-func splitOptions(opts *socket.BroadcastOptions) (rooms, except []socket.Room, flags wireFlags, local bool) {
-	if opts == nil {
-		return nil, nil, wireFlags{}, false
-	}
-	rooms = setKeys(opts.Rooms)
-	except = setKeys(opts.Except)
-	flags = flagsFromOptions(opts.Flags)
-	local = opts.Flags != nil && opts.Flags.Local
-	return rooms, except, flags, local
+// DisconnectSockets disconnects the matching sockets of every server; close
+// also closes their underlying connections.
+func (a *Adapter) DisconnectSockets(opts *socket.BroadcastOptions, close bool) {
+	a.Adapter.DisconnectSockets(opts, close)
+	a.sendRemote(opts, &wire.Message{Type: wire.TypeDisconnectSockets, Close: close})
 }
 
-// onBroadcast handles a frame received on the namespace's broadcast pattern.
-func (a *Adapter) onBroadcast(channel, payload string) {
-	b := a.b
-	room, ok := a.ch.roomOf(channel)
-	if !ok {
-		b.stats.droppedUnsupported.Add(1)
+func (a *Adapter) sendRemote(opts *socket.BroadcastOptions, m *wire.Message) {
+	o, local := splitOptions(opts)
+	if local || a.closed.Load() {
 		return
 	}
-	if room != "" && !a.holdsRoom(room) {
-		b.stats.droppedUnknownRoom.Add(1)
-		return
-	}
-	if strings.HasPrefix(payload, b.ownFrame) {
-		// [uid, ...] with our uid: our own broadcast, back through the
-		// pattern subscription. Dropped before decoding.
-		b.stats.droppedOwn.Add(1)
-		return
-	}
-	f, err := decodeBroadcast(stringBytes(payload))
-	if err != nil {
-		b.stats.droppedMalformed.Add(1)
-		b.log.Debug("dropped malformed broadcast frame", slog.String("channel", channel), slog.Any("error", err))
-		return
-	}
-	if f.UID == b.uid {
-		b.stats.droppedOwn.Add(1)
-		return
-	}
-	if f.Packet.Nsp != a.name {
-		b.stats.droppedUnsupported.Add(1)
-		return
-	}
-	a.deliver(&f.Packet, f.Rooms, f.Except, f.Flags, nil)
+	m.Opts = o
+	a.send(m, "", true, nil)
 }
 
-func newUID() string {
-	var buf [9]byte
-	_, _ = rand.Read(buf[:])
-	return base64.RawURLEncoding.EncodeToString(buf[:])
+func roomNames(rooms []socket.Room) []string {
+	out := make([]string, len(rooms))
+	for i, r := range rooms {
+		out[i] = string(r)
+	}
+	return out
 }
 
-// readTimeoutOf returns the client's read timeout, or 0 when unknown or
-// disabled.
-//
-// go-redis retries a command whose reply timed out while its context is still
-// alive; for PUBLISH that means a second delivery of a frame Redis already
-// sent. The publisher's context therefore never outlives the client's read
-// timeout: when a reply times out, the context has expired too, and go-redis
-// gives up instead of retrying.
-func readTimeoutOf(c redis.UniversalClient) time.Duration {
-	var rt time.Duration
-	switch t := c.(type) {
-	case *redis.Client:
-		rt = t.Options().ReadTimeout
-	case *redis.ClusterClient:
-		rt = t.Options().ReadTimeout
-	default:
-		return 0
+// serverCount asks the transport for the number of servers of nsp, within
+// ctx and PublishTimeout; while degraded it is 1, without a round trip.
+func (b *Builder) serverCount(ctx context.Context, nsp string) (int64, error) {
+	if st := b.load(); st == StateDegraded || st == StateClosed {
+		return 1, nil
 	}
-	if rt <= 0 {
-		return 0
-	}
-	return rt
-}
-
-// clientAddr describes the Redis endpoint for log lines.
-func clientAddr(c redis.UniversalClient) string {
-	switch t := c.(type) {
-	case *redis.Client:
-		return t.Options().Addr
-	case *redis.ClusterClient:
-		return strings.Join(t.Options().Addrs, ",")
-	case *redis.Ring:
-		return "ring"
-	}
-	return fmt.Sprintf("%T", c)
+	ctx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
+	defer cancel()
+	return b.t.serverCount(ctx, nsp)
 }

@@ -70,6 +70,16 @@ type Stats struct {
 	// DroppedMalformed counts frames that failed to decode (empty, truncated,
 	// wrong shape, hostile lengths). They are logged at debug level.
 	DroppedMalformed uint64
+	// DroppedOversized counts frames refused because decoding them would
+	// take more memory than their budget: 4 times their size plus 16 KiB
+	// (event arguments forwarded to clients as received do not count).
+	DroppedOversized uint64
+	// EncodeErrors counts messages that could not be encoded (a value
+	// neither MessagePack nor JSON can carry); they are logged as errors.
+	EncodeErrors uint64
+	// JoinWaitExpired counts local joins that stopped waiting for their room
+	// subscription after JoinTimeout.
+	JoinWaitExpired uint64
 	// DroppedUnsupported counts well-formed frames of a kind this version does
 	// not handle.
 	DroppedUnsupported uint64
@@ -85,8 +95,10 @@ type Stats struct {
 	Reconnects uint64
 	// StateChanges counts transitions of State.
 	StateChanges uint64
-	// QueueLength is the number of frames waiting in the publish queue.
+	// QueueLength is the number of frames waiting in the publish queue, and
+	// QueueBytes their size.
 	QueueLength int
+	QueueBytes  int
 }
 
 // counters are the atomics behind Stats.
@@ -99,6 +111,9 @@ type counters struct {
 	droppedOwn         atomic.Uint64
 	droppedUnknownRoom atomic.Uint64
 	droppedMalformed   atomic.Uint64
+	droppedOversized   atomic.Uint64
+	encodeErrors       atomic.Uint64
+	joinWaitExpired    atomic.Uint64
 	droppedUnsupported atomic.Uint64
 	droppedLate        atomic.Uint64
 	reconnects         atomic.Uint64
@@ -112,10 +127,7 @@ const (
 	sourcePublisher
 )
 
-var (
-	errNoPong       = errors.New("redisadapter: subscriber connection did not answer a health ping")
-	errPublishQueue = errors.New("redisadapter: publish queue full")
-)
+var errNoPong = errors.New("redisadapter: subscriber connection did not answer a health ping")
 
 // health tracks the state machine. Transitions are computed under mu and
 // announced, in order, by the notifier goroutine.
@@ -214,7 +226,6 @@ func (b *Builder) transitionLocked(from, to State, err error) {
 // notifyLoop logs state changes and calls Options.OnStateChange, one event at a
 // time and in order, outside every lock.
 func (b *Builder) notifyLoop() {
-	defer b.wg.Done()
 	h := &b.health
 	for {
 		select {
@@ -275,7 +286,6 @@ func (b *Builder) logTransition(ev stateEvent) {
 // +publish, say), the adapter would otherwise flip between degraded and
 // connected every 100ms.
 func (b *Builder) probeLoop() {
-	defer b.wg.Done()
 	bo := newBackoff(b.opts.MaxReconnectDelay)
 	for {
 		select {
@@ -291,7 +301,7 @@ func (b *Builder) probeLoop() {
 				return
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
-			err := b.client.Ping(ctx).Err()
+			err := b.rdb.Ping(ctx).Err()
 			cancel()
 			if err == nil {
 				b.report(sourcePublisher, true, nil)
@@ -352,11 +362,15 @@ func (b *Builder) Stats() Stats {
 		DroppedOwn:         s.droppedOwn.Load(),
 		DroppedUnknownRoom: s.droppedUnknownRoom.Load(),
 		DroppedMalformed:   s.droppedMalformed.Load(),
+		DroppedOversized:   s.droppedOversized.Load(),
+		EncodeErrors:       s.encodeErrors.Load(),
+		JoinWaitExpired:    s.joinWaitExpired.Load(),
 		DroppedUnsupported: s.droppedUnsupported.Load(),
 		DroppedLate:        s.droppedLate.Load(),
 		PendingRequests:    b.pendingCount(),
 		Reconnects:         s.reconnects.Load(),
 		StateChanges:       s.stateChanges.Load(),
-		QueueLength:        len(b.queue),
+		QueueLength:        len(b.pub.queue),
+		QueueBytes:         int(b.pub.queued.Load()),
 	}
 }

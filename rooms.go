@@ -1,119 +1,119 @@
 package redisadapter
 
 import (
-	"strings"
+	"log/slog"
+	"time"
 
+	"github.com/d38ad898/redisadapter/internal/wire"
 	"github.com/zishang520/engine.io/v2/types"
 	"github.com/zishang520/socket.io-go-parser/v2/parser"
 	"github.com/zishang520/socket.io/v2/socket"
 )
 
-// channels holds the Redis channel names of one namespace, computed once when
-// the namespace's adapter is created. The layout is the Node adapter's:
-//
-//	key#nsp#          broadcast to all (or to several rooms)
-//	key#nsp#room#     broadcast to exactly one room
-//	key-request#nsp#  requests between servers
-//	key-response#nsp# responses (shared)
-//	key-response#nsp#uid# responses addressed to one server
-type channels struct {
-	// broadcast is "key#nsp#", the prefix of every broadcast channel.
-	broadcast string
-	// pattern is the PSUBSCRIBE pattern matching every broadcast channel of
-	// the namespace, with glob characters of the namespace escaped.
-	pattern          string
-	request          string
-	response         string
-	specificResponse string
-}
+// This file owns what a server knows of its rooms: which rooms it holds
+// (frames of other rooms are dropped before decoding), the subscriptions of
+// the modes that subscribe per room, and local delivery.
 
-func newChannels(key, nsp, uid string) channels {
-	return channels{
-		broadcast:        key + "#" + nsp + "#",
-		pattern:          globEscape(key+"#"+nsp+"#") + "*",
-		request:          key + "-request#" + nsp + "#",
-		response:         key + "-response#" + nsp + "#",
-		specificResponse: key + "-response#" + nsp + "#" + uid + "#",
-	}
-}
-
-// responseChannelOf returns the specific response channel of another server.
-func (c *channels) responseChannelOf(uid string) string {
-	return c.response + uid + "#"
-}
-
-// roomChannel returns the channel of a broadcast to exactly one room.
-func (c *channels) roomChannel(room socket.Room) string {
-	return c.broadcast + string(room) + "#"
-}
-
-// roomOf extracts the room from a broadcast channel: "" for the broadcast
-// channel itself, and ok=false when the channel does not belong to this
-// namespace.
-func (c *channels) roomOf(channel string) (room string, ok bool) {
-	if !strings.HasPrefix(channel, c.broadcast) {
-		return "", false
-	}
-	rest := channel[len(c.broadcast):]
-	if rest == "" {
-		return "", true
-	}
-	if rest[len(rest)-1] != '#' {
-		return "", false
-	}
-	return rest[:len(rest)-1], true
-}
-
-// globEscape escapes the characters Redis' glob-style patterns treat
-// specially, so that a namespace named "/a*" matches only itself.
-func globEscape(s string) string {
-	if !strings.ContainsAny(s, `*?[]\`) {
-		return s
-	}
-	var sb strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '*', '?', '[', ']', '\\':
-			sb.WriteByte('\\')
-		}
-		sb.WriteByte(s[i])
-	}
-	return sb.String()
-}
-
-// holdsRoom reports whether a local socket is in room. The receive path uses
-// it to drop frames for foreign rooms before decoding them.
+// holdsRoom reports whether a local socket is in room.
 func (a *Adapter) holdsRoom(room string) bool {
 	ids, ok := a.Rooms().Load(socket.Room(room))
 	return ok && ids.Len() > 0
 }
 
-// setKeys returns the members of a possibly nil set.
-func setKeys(s *types.Set[socket.Room]) []socket.Room {
-	if s == nil || s.Len() == 0 {
-		return nil
+// AddAll adds a socket to rooms. In the modes that subscribe per room it
+// subscribes to the new rooms' channels and waits, up to JoinTimeout, for
+// Redis to confirm them, so that a broadcast sent right after the join by
+// another server is not lost. Joins applied for another server's socketsJoin
+// do not wait.
+func (a *Adapter) AddAll(id socket.SocketId, rooms *types.Set[socket.Room]) {
+	a.Adapter.AddAll(id, rooms)
+	if !a.b.perRoom || rooms == nil {
+		return
 	}
-	return s.Keys()
+	waits := a.syncRooms(rooms.Keys())
+	if _, remote := a.noWait.Load(id); !remote {
+		a.b.waitReady(waits)
+	}
 }
 
-// deliver writes a packet to the local sockets that match rooms and except.
-// The packet is encoded once for all of them, and not at all when none
-// matches.
+// Del removes a socket from a room, and unsubscribes from the room's channel
+// when it was the last local member (in the modes that subscribe per room).
+func (a *Adapter) Del(id socket.SocketId, room socket.Room) {
+	a.Adapter.Del(id, room)
+	if a.b.perRoom {
+		a.syncRooms([]socket.Room{room})
+	}
+}
+
+// DelAll removes a socket from all its rooms.
+func (a *Adapter) DelAll(id socket.SocketId) {
+	var rooms []socket.Room
+	if a.b.perRoom {
+		if r := a.Adapter.SocketRooms(id); r != nil {
+			rooms = r.Keys()
+		}
+	}
+	a.Adapter.DelAll(id)
+	if len(rooms) > 0 {
+		a.syncRooms(rooms)
+	}
+}
+
+// syncRooms tells the transport whether each room is held now. The state is
+// read and handed over under roomMu, so that whatever the order in which
+// concurrent joins and leaves call it, the last call carries their final
+// result.
+func (a *Adapter) syncRooms(rooms []socket.Room) []<-chan struct{} {
+	a.roomMu.Lock()
+	defer a.roomMu.Unlock()
+	closed := a.closed.Load()
+	states := make([]roomState, len(rooms))
+	for i, r := range rooms {
+		_, sid := a.Sids().Load(socket.SocketId(r))
+		states[i] = roomState{room: string(r), held: !closed && a.holdsRoom(string(r)), sid: sid}
+	}
+	return a.b.t.syncRooms(a.name, states)
+}
+
+// waitReady waits, up to JoinTimeout in all, for the subscriptions of waits.
+// It does not wait while Redis is unreachable.
+func (b *Builder) waitReady(waits []<-chan struct{}) {
+	if len(waits) == 0 || b.opts.JoinTimeout <= 0 {
+		return
+	}
+	if st := b.load(); st == StateDegraded || st == StateClosed {
+		return
+	}
+	t := time.NewTimer(b.opts.JoinTimeout)
+	defer t.Stop()
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-t.C:
+			b.stats.joinWaitExpired.Add(1)
+			b.log.Debug("room subscription not confirmed within JoinTimeout", slog.Duration("timeout", b.opts.JoinTimeout))
+			return
+		case <-b.done:
+			return
+		}
+	}
+}
+
+// deliver writes a packet to the local sockets that match o. The packet is
+// encoded once for all of them, and not at all when none matches.
 //
 // Unlike the server's in-memory adapter, it does not attach a pre-encoded
 // WebSocket frame to the packet: engine.io v2.5.0's WebSocket transport writes
 // only the first of several queued packets that carry one and silently drops
 // the rest (transports/websocket.go, send). Engine.io frames each packet itself
 // instead, which costs one small copy per client and loses nothing.
-func (a *Adapter) deliver(pkt *parser.Packet, rooms, except []socket.Room, flags wireFlags, onSocket func(*socket.Socket)) {
+func (a *Adapter) deliver(pkt *parser.Packet, o *wire.Opts, onSocket func(*socket.Socket)) {
 	wo := &socket.WriteOptions{}
-	wo.Volatile = flags.Volatile
-	wo.Compress = flags.Compress
+	wo.Volatile = o.Flags.Volatile
+	wo.Compress = o.Flags.Compress != nil && *o.Flags.Compress
 	pkt.Nsp = a.name
-	// Encoded on the first matching socket: a broadcast for clients that all
-	// live on other servers costs no local encoding.
 	var encoded []types.BufferInterface
-	a.forEachSocket(rooms, except, func(s *socket.Socket) {
+	a.forEachSocket(o.Rooms, o.Except, func(s *socket.Socket) {
 		if encoded == nil {
 			encoded = a.encoder.Encode(pkt)
 		}
@@ -129,10 +129,10 @@ func (a *Adapter) deliver(pkt *parser.Packet, rooms, except []socket.Room, flags
 
 // forEachSocket calls fn once for every local socket that is in one of rooms
 // (every socket when rooms is empty) and in none of except.
-func (a *Adapter) forEachSocket(rooms, except []socket.Room, fn func(*socket.Socket)) {
+func (a *Adapter) forEachSocket(rooms, except []string, fn func(*socket.Socket)) {
 	var exceptIDs map[socket.SocketId]struct{}
 	for _, r := range except {
-		ids, ok := a.Rooms().Load(r)
+		ids, ok := a.Rooms().Load(socket.Room(r))
 		if !ok {
 			continue
 		}
@@ -164,7 +164,7 @@ func (a *Adapter) forEachSocket(rooms, except []socket.Room, fn func(*socket.Soc
 		seen = make(map[socket.SocketId]struct{})
 	}
 	for _, r := range rooms {
-		ids, ok := a.Rooms().Load(r)
+		ids, ok := a.Rooms().Load(socket.Room(r))
 		if !ok {
 			continue
 		}

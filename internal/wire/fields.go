@@ -1,0 +1,447 @@
+package wire
+
+import (
+	"encoding/base64"
+	"math"
+	"strconv"
+	"time"
+)
+
+// valueReader is what the typed decoders need of a MessagePack or JSON
+// reader, so that one decoder serves both encodings.
+type valueReader interface {
+	// object calls fn for each key of the object (or map) that comes next;
+	// fn must consume the value. A null is an empty object.
+	object(fn func(key string) error) error
+	// array calls fn for each element of the array that comes next; fn must
+	// consume it. A null is an empty array.
+	array(fn func() error) error
+	str() (string, error)
+	number() (float64, error)
+	truthy() (bool, error)
+	rooms() ([]string, error)
+	// any materializes the next value within the frame's budget.
+	any() (any, error)
+	// arg decodes the next event argument: kept raw (RawMsgpack, RawJSON)
+	// when it holds no binary, materialized otherwise.
+	arg() (any, error)
+	skip() error
+	isString() bool
+	charge(n int) error
+	pos() int
+	seek(int)
+	done() error
+}
+
+// MessagePack.
+
+func (r *reader) object(fn func(string) error) error {
+	n, err := r.mapLen(true)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		k, err := r.key()
+		if err != nil {
+			return err
+		}
+		if err := fn(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *reader) array(fn func() error) error {
+	n, err := r.arrayLen(true)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		if err := fn(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *reader) anyValue() (any, error) { return r.any(1) }
+
+func (r *reader) arg() (any, error) {
+	start := r.i
+	cost, bin, err := r.scan(1)
+	if err != nil {
+		return nil, err
+	}
+	if bin {
+		if err := r.charge(cost); err != nil {
+			return nil, err
+		}
+		r.i = start
+		return r.value(1)
+	}
+	return RawMsgpack{b: r.s[start:r.i]}, r.charge(32)
+}
+
+func (r *reader) isString() bool {
+	c, err := r.peek()
+	return err == nil && (c >= 0xa0 && c <= 0xbf || c >= 0xd9 && c <= 0xdb)
+}
+
+func (r *reader) skipValue() error { return r.skip(1) }
+func (r *reader) pos() int         { return r.i }
+func (r *reader) seek(i int)       { r.i = i }
+
+// msgpackReader adapts reader to valueReader (its any and skip take a depth).
+type msgpackReader struct{ *reader }
+
+func (m msgpackReader) any() (any, error) { return m.anyValue() }
+func (m msgpackReader) skip() error       { return m.skipValue() }
+
+// JSON.
+
+func (r *jsonReader) object(fn func(string) error) error {
+	if r.isNull() {
+		return nil
+	}
+	if err := r.expect('{'); err != nil {
+		return err
+	}
+	return r.members('}', func() error {
+		k, err := r.str()
+		if err != nil {
+			return err
+		}
+		if err := r.expect(':'); err != nil {
+			return err
+		}
+		return fn(k)
+	})
+}
+
+func (r *jsonReader) array(fn func() error) error {
+	if r.isNull() {
+		return nil
+	}
+	if err := r.expect('['); err != nil {
+		return err
+	}
+	return r.members(']', fn)
+}
+
+func (r *jsonReader) truthy() (bool, error) {
+	c, err := r.peek()
+	if err != nil {
+		return false, err
+	}
+	switch c {
+	case 't':
+		return true, r.literal("true")
+	case 'f':
+		return false, r.literal("false")
+	case 'n':
+		return false, r.literal("null")
+	case '"':
+		s, err := r.str()
+		return s != "", err
+	case '{', '[':
+		_, err := r.scan(1)
+		return true, err
+	}
+	f, err := r.number()
+	return f != 0 && !math.IsNaN(f), err
+}
+
+func (r *jsonReader) room() (string, error) {
+	if r.isString() {
+		return r.str()
+	}
+	f, err := r.number()
+	if err != nil {
+		return "", shapeErr("room is neither a string nor a number")
+	}
+	return NumberString(f)
+}
+
+func (r *jsonReader) rooms() ([]string, error) {
+	var out []string
+	err := r.array(func() error {
+		if err := r.charge(32); err != nil {
+			return err
+		}
+		s, err := r.room()
+		out = append(out, s)
+		return err
+	})
+	return out, err
+}
+
+func (r *jsonReader) anyValue() (any, error) { return r.any(1) }
+
+func (r *jsonReader) arg() (any, error) {
+	start := r.i
+	r.ws()
+	start = r.i
+	if _, err := r.scan(1); err != nil {
+		return nil, err
+	}
+	return RawJSON{b: StringBytes(r.s[start:r.i])}, r.charge(32)
+}
+
+func (r *jsonReader) isString() bool {
+	c, err := r.peek()
+	return err == nil && c == '"'
+}
+
+func (r *jsonReader) skip() error {
+	_, err := r.scan(1)
+	return err
+}
+
+func (r *jsonReader) pos() int   { return r.i }
+func (r *jsonReader) seek(i int) { r.i = i }
+
+// jsonValueReader adapts jsonReader to valueReader.
+type jsonValueReader struct{ *jsonReader }
+
+func (j jsonValueReader) any() (any, error) { return j.anyValue() }
+
+// newValueReader returns the reader for a frame: JSON when it starts with
+// '{', MessagePack otherwise (Node's rule).
+func newValueReader(frame string) (valueReader, error) {
+	if frame == "" {
+		return nil, ErrEmpty
+	}
+	if frame[0] == '{' {
+		return jsonValueReader{newJSONReader(frame)}, nil
+	}
+	return msgpackReader{newReader(frame)}, nil
+}
+
+// Typed decoders shared by the protocols.
+
+// readOpts decodes {rooms, except, flags}.
+func readOpts(r valueReader, o *Opts) error {
+	return r.object(func(k string) error {
+		var err error
+		switch k {
+		case "rooms":
+			o.Rooms, err = r.rooms()
+		case "except":
+			o.Except, err = r.rooms()
+		case "flags":
+			err = readFlags(r, &o.Flags)
+		default:
+			err = r.skip()
+		}
+		return err
+	})
+}
+
+func readFlags(r valueReader, f *Flags) error {
+	return r.object(func(k string) error {
+		switch k {
+		case "volatile":
+			v, err := r.truthy()
+			f.Volatile = v
+			return err
+		case "compress":
+			v, err := r.truthy()
+			f.Compress = &v
+			return err
+		case "timeout":
+			ms, err := r.number()
+			if err != nil {
+				return err
+			}
+			if ms >= 0 && ms < float64(math.MaxInt64/int64(time.Millisecond)) {
+				d := time.Duration(ms * float64(time.Millisecond))
+				f.Timeout = &d
+			}
+			return nil
+		}
+		return r.skip()
+	})
+}
+
+// readPacket decodes {type, data, nsp, id}. The event name stays a string and
+// the arguments are kept raw when they hold no binary (see RawMsgpack).
+func readPacket(r valueReader, p *Packet) error {
+	p.Type = PacketEvent
+	return r.object(func(k string) error {
+		switch k {
+		case "type":
+			n, err := r.number()
+			if err != nil {
+				return err
+			}
+			if n != math.Trunc(n) || n < 0 || n > 6 {
+				return shapeErr("packet type %v", n)
+			}
+			p.Type = int(n)
+			return nil
+		case "data":
+			return readPacketData(r, p)
+		case "nsp":
+			s, err := r.str()
+			p.Nsp = s
+			return err
+		case "id":
+			n, err := r.number()
+			if err != nil {
+				return err
+			}
+			if n >= 0 && n == math.Trunc(n) && n < 1<<53 {
+				id := uint64(n)
+				p.ID = &id
+			}
+			return nil
+		}
+		return r.skip()
+	})
+}
+
+func readPacketData(r valueReader, p *Packet) error {
+	if r.isString() || !isArrayNext(r) {
+		v, err := r.any()
+		p.Data = v
+		return err
+	}
+	var data []any
+	err := r.array(func() error {
+		if err := r.charge(16); err != nil {
+			return err
+		}
+		var v any
+		var err error
+		if len(data) == 0 && r.isString() {
+			v, err = r.str()
+		} else {
+			v, err = r.arg()
+		}
+		data = append(data, v)
+		return err
+	})
+	if data == nil {
+		data = []any{}
+	}
+	p.Data = data
+	return err
+}
+
+// isArrayNext reports whether an array comes next.
+func isArrayNext(r valueReader) bool {
+	switch t := r.(type) {
+	case msgpackReader:
+		c, err := t.peek()
+		return err == nil && (c >= 0x90 && c <= 0x9f || c == 0xdc || c == 0xdd)
+	case jsonValueReader:
+		c, err := t.peek()
+		return err == nil && c == '['
+	}
+	return false
+}
+
+// readSocket decodes one socket of a fetchSockets answer.
+func readSocket(r valueReader, s *Socket) error {
+	return r.object(func(k string) error {
+		var err error
+		switch k {
+		case "id":
+			s.ID, err = r.str()
+		case "rooms":
+			s.Rooms, err = r.rooms()
+		case "data":
+			s.Data, err = r.any()
+		case "handshake":
+			err = readHandshake(r, &s.Handshake)
+		default:
+			err = r.skip()
+		}
+		return err
+	})
+}
+
+func readHandshake(r valueReader, h *Handshake) error {
+	return r.object(func(k string) error {
+		var err error
+		switch k {
+		case "headers":
+			h.Headers, err = anyMap(r)
+		case "query":
+			h.Query, err = anyMap(r)
+		case "auth":
+			h.Auth, err = r.any()
+		case "time":
+			var v any
+			v, err = r.any()
+			switch t := v.(type) {
+			case string:
+				h.Time = t
+			case time.Time:
+				h.Time = t.String()
+			}
+		case "address":
+			h.Address, err = optString(r)
+		case "url":
+			h.URL, err = optString(r)
+		case "xdomain":
+			h.Xdomain, err = r.truthy()
+		case "secure":
+			h.Secure, err = r.truthy()
+		case "issued":
+			var n float64
+			n, err = r.number()
+			h.Issued = int64(n)
+		default:
+			err = r.skip()
+		}
+		return err
+	})
+}
+
+func anyMap(r valueReader) (map[string]any, error) {
+	v, err := r.any()
+	m, _ := v.(map[string]any)
+	return m, err
+}
+
+// optString decodes a string, or anything else as "".
+func optString(r valueReader) (string, error) {
+	if r.isString() {
+		return r.str()
+	}
+	return "", r.skip()
+}
+
+// appendBase64 writes b as a JSON string in standard base64, as encoding/json
+// writes a []byte.
+func appendBase64(dst, b []byte) []byte {
+	dst = append(dst, '"')
+	dst = base64.StdEncoding.AppendEncode(dst, b)
+	return append(dst, '"')
+}
+
+// typeNumber decodes a message type written as a number or (in stream
+// entries) a decimal string.
+func typeNumber(r valueReader) (int, error) {
+	if r.isString() {
+		s, err := r.str()
+		if err != nil {
+			return 0, err
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return 0, shapeErr("type %q", s)
+		}
+		return n, nil
+	}
+	n, err := r.number()
+	if err != nil {
+		return 0, err
+	}
+	if n != math.Trunc(n) || n < 0 || n > 1000 {
+		return 0, shapeErr("type %v", n)
+	}
+	return int(n), nil
+}
