@@ -56,6 +56,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/d38ad898/redisadapter/internal/wire"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -68,19 +69,6 @@ const (
 	// DefaultTimeout bounds each call that takes no context (Emit,
 	// SocketsJoin, SocketsLeave, DisconnectSockets, ServerSideEmit).
 	DefaultTimeout = 5 * time.Second
-)
-
-// uid tags every frame the emitter publishes. It is the Node emitter's, never
-// equal to a server's uid, so that every server handles the frame.
-const uid = "emitter"
-
-// Request types of the adapter protocol that the emitter sends.
-const (
-	packetEvent         = 2 // socket.io packet type EVENT on the wire
-	reqRemoteJoin       = 2
-	reqRemoteLeave      = 3
-	reqRemoteDisconnect = 4
-	reqServerSideEmit   = 6
 )
 
 // Errors returned by the emitter; test them with errors.Is.
@@ -160,13 +148,7 @@ type Emitter struct {
 	nsp     string
 	rooms   []string // distinct, in the order they were added
 	except  []string // distinct, in the order they were added
-	flags   []flag   // in the order they were first set, as a JavaScript object keeps them
-}
-
-// flag is a broadcast flag that was set explicitly.
-type flag struct {
-	name  string // "volatile" or "compress"
-	value bool
+	flags   []wire.Flag // in the order they were first set, as a JavaScript object keeps them
 }
 
 // New returns an Emitter for the namespace "/" of the servers sharing
@@ -255,13 +237,13 @@ func (e *Emitter) Compress(compress bool) *Emitter {
 func (e *Emitter) withFlag(name string, value bool) *Emitter {
 	c := e.clone()
 	for i, f := range c.flags {
-		if f.name == name {
+		if f.Name == name {
 			c.flags = slices.Clone(c.flags)
-			c.flags[i].value = value
+			c.flags[i].Value = value
 			return c
 		}
 	}
-	c.flags = append(c.flags, flag{name, value})
+	c.flags = append(c.flags, wire.Flag{Name: name, Value: value})
 	return c
 }
 
@@ -300,9 +282,13 @@ func (e *Emitter) EmitContext(ctx context.Context, ev string, args ...any) error
 	if hasAck(args) {
 		return ErrAckNotSupported
 	}
-	frame, err := encodeBroadcast(e.nsp, ev, args, e.rooms, e.except, e.flags)
+	data, err := wire.NormalizeArgs(args)
 	if err != nil {
-		return err
+		return fmt.Errorf("emitter: %q: %w", ev, err)
+	}
+	frame, err := wire.AppendEmitterBroadcast(nil, e.nsp, append([]any{ev}, data...), e.rooms, e.except, e.flags)
+	if err != nil {
+		return fmt.Errorf("emitter: encode %q: %w", ev, err)
 	}
 	channel := e.key + "#" + e.nsp + "#"
 	if len(e.rooms) == 1 {
@@ -315,19 +301,19 @@ func (e *Emitter) EmitContext(ctx context.Context, ev string, args ...any) error
 // other cluster commands it is fire-and-forget: a nil error means that Redis
 // accepted the request, and nothing tells which sockets joined.
 func (e *Emitter) SocketsJoin(rooms ...string) error {
-	return e.request(roomsRequest{Type: reqRemoteJoin, Opts: e.targetOpts(), Rooms: nonNil(rooms)})
+	return e.request(&wire.Message{Type: wire.TypeSocketsJoin, Opts: e.targetOpts(), Rooms: rooms})
 }
 
 // SocketsLeave makes the targeted sockets of every server leave rooms.
 func (e *Emitter) SocketsLeave(rooms ...string) error {
-	return e.request(roomsRequest{Type: reqRemoteLeave, Opts: e.targetOpts(), Rooms: nonNil(rooms)})
+	return e.request(&wire.Message{Type: wire.TypeSocketsLeave, Opts: e.targetOpts(), Rooms: rooms})
 }
 
 // DisconnectSockets disconnects the targeted sockets of every server from
 // their namespace; with close, it also closes their underlying connection,
 // which disconnects them from every namespace.
 func (e *Emitter) DisconnectSockets(close bool) error {
-	return e.request(disconnectRequest{Type: reqRemoteDisconnect, Opts: e.targetOpts(), Close: close})
+	return e.request(&wire.Message{Type: wire.TypeDisconnectSockets, Opts: e.targetOpts(), Close: close})
 }
 
 // ServerSideEmit sends an event to the Socket.IO servers of the namespace
@@ -349,24 +335,24 @@ func (e *Emitter) ServerSideEmit(args ...any) error {
 	if hasAck(args) {
 		return ErrAckNotSupported
 	}
-	data, err := normalizeArgs(args)
+	data, err := wire.NormalizeArgs(args)
 	if err != nil {
-		return err
+		return fmt.Errorf("emitter: %w", err)
 	}
-	return e.request(sseRequest{UID: uid, Type: reqServerSideEmit, Data: data})
+	return e.request(&wire.Message{Type: wire.TypeServerSideEmit, UID: wire.EmitterUID, Args: data})
 }
 
 // targetOpts is the opts object of a join, leave or disconnect request.
-func (e *Emitter) targetOpts() requestOpts {
-	return requestOpts{Rooms: nonNil(e.rooms), Except: nonNil(e.except)}
+func (e *Emitter) targetOpts() wire.Opts {
+	return wire.Opts{Rooms: e.rooms, Except: e.except}
 }
 
 // request publishes a JSON request on the namespace's request channel, within
 // the Options.Timeout.
-func (e *Emitter) request(v any) error {
-	frame, err := encodeJSON(v)
+func (e *Emitter) request(m *wire.Message) error {
+	frame, err := wire.AppendClassicRequest(nil, m)
 	if err != nil {
-		return err
+		return fmt.Errorf("emitter: encode request: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
 	defer cancel()
@@ -387,11 +373,4 @@ func hasAck(args []any) bool {
 		return false
 	}
 	return reflect.TypeOf(args[len(args)-1]).Kind() == reflect.Func
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }

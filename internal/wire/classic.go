@@ -46,10 +46,11 @@ var ClassicTypes = map[int]Type{
 	classicBroadcastAck:         TypeBroadcastAck,
 }
 
-var scratchPool = sync.Pool{New: func() any { return &Writer{B: make([]byte, 0, 512)} }}
+var scratchPool = sync.Pool{New: func() any { return &Writer{B: make([]byte, 0, 512), SortKeys: true} }}
 
 // asJSON writes a message with build in MessagePack, then appends it to dst
-// transcoded to JSON, so that one writer serves both encodings.
+// transcoded to JSON, so that one writer serves both encodings. Map keys are
+// sorted, as encoding/json sorts them.
 func asJSON(dst []byte, build func(w *Writer) error) ([]byte, error) {
 	w := scratchPool.Get().(*Writer)
 	defer func() {
