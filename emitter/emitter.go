@@ -146,8 +146,8 @@ type Emitter struct {
 	key     string
 	timeout time.Duration
 	nsp     string
-	rooms   []string // distinct, in the order they were added
-	except  []string // distinct, in the order they were added
+	rooms   []string    // distinct, in the order they were added
+	except  []string    // distinct, in the order they were added
 	flags   []wire.Flag // in the order they were first set, as a JavaScript object keeps them
 }
 
