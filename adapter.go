@@ -40,9 +40,6 @@ type Builder struct {
 	// perRoom: the transport subscribes per room (joins wait, leaves
 	// unsubscribe).
 	perRoom bool
-	// recovery: broadcasts carry stream offsets for connection state
-	// recovery (streams transport, recovery enabled on the server).
-	recovery bool
 
 	// ownFrame is how every classic broadcast frame of this server begins.
 	ownFrame string
@@ -203,6 +200,7 @@ func (b *Builder) New(nsp socket.Namespace) socket.Adapter {
 	a.Construct(nsp)
 	a.encoder = nsp.Server().Encoder()
 	a.ch = wire.NewClassicChannels(b.opts.Key, a.name, b.uid)
+	a.recovery = recoveryOf(b, nsp)
 	b.mu.Lock()
 	old := b.nsps[a.name]
 	if old != nil {
@@ -288,6 +286,13 @@ type Adapter struct {
 	// a subscription.
 	noWait sync.Map
 
+	// recovery: broadcasts carry their stream offsets for connection state
+	// recovery; seq orders their local deliveries (see recovery.go).
+	recovery bool
+	seqMu    sync.Mutex
+	seq      []*queued
+	draining bool
+
 	// ackSlot and current serialize the window between BroadcastWithAck and
 	// the server's ServerCount call (see acks.go).
 	ackSlot chan struct{}
@@ -343,6 +348,10 @@ func (a *Adapter) Broadcast(pkt *parser.Packet, opts *socket.BroadcastOptions) {
 	o, local := splitOptions(opts)
 	pkt.Nsp = a.name
 	normalizePacket(pkt)
+	if a.recovery {
+		a.broadcastInOrder(pkt, o, local || a.closed.Load())
+		return
+	}
 	if local || a.closed.Load() {
 		a.deliver(pkt, &o, nil)
 		return

@@ -189,6 +189,8 @@ func queueFrame(ctx context.Context, c redis.Cmdable, f *outFrame) redis.Cmder {
 		return c.SPublish(ctx, f.channel, f.buf)
 	case cmdXAdd:
 		return c.XAdd(ctx, xaddArgs(f))
+	case cmdSet:
+		return c.Set(ctx, f.channel, f.buf, f.ttl)
 	}
 	return c.Publish(ctx, f.channel, f.buf)
 }

@@ -121,10 +121,12 @@ type counters struct {
 }
 
 // Health sources. The adapter is connected when no source reports a failure
-// and the subscriber has confirmed its subscriptions at least once.
+// and every required source (the subscriber, and the stream readers in
+// streams mode) has succeeded since its last failure.
 const (
 	sourceSubscriber = 1 << iota
 	sourcePublisher
+	sourceReader
 )
 
 var errNoPong = errors.New("redisadapter: subscriber connection did not answer a health ping")
@@ -134,10 +136,11 @@ var errNoPong = errors.New("redisadapter: subscriber connection did not answer a
 type health struct {
 	state atomic.Int32
 
-	mu      sync.Mutex
-	failing int  // bit set of sources currently failing
-	subOK   bool // the subscriber has been confirmed since its last failure
-	events  []stateEvent
+	mu       sync.Mutex
+	failing  int // bit set of sources currently failing
+	okOnce   int // bit set of sources that succeeded since their last failure
+	required int // sources that must be in okOnce to be connected
+	events   []stateEvent
 	wake    chan struct{}
 	probe   chan struct{} // poked when the publisher fails
 
@@ -154,6 +157,7 @@ type stateEvent struct {
 func (h *health) init() {
 	h.wake = make(chan struct{}, 1)
 	h.probe = make(chan struct{}, 1)
+	h.required = sourceSubscriber
 }
 
 // load returns the current state.
@@ -177,14 +181,10 @@ func (b *Builder) report(source int, ok bool, err error) {
 	}
 	if ok {
 		h.failing &^= source
-		if source == sourceSubscriber {
-			h.subOK = true
-		}
+		h.okOnce |= source
 	} else {
 		h.failing |= source
-		if source == sourceSubscriber {
-			h.subOK = false
-		}
+		h.okOnce &^= source
 	}
 	if !ok && source == sourcePublisher {
 		// The probe loop clears the publisher's failure once Redis answers
@@ -198,7 +198,7 @@ func (b *Builder) report(source int, ok bool, err error) {
 	switch {
 	case h.failing != 0:
 		to = StateDegraded
-	case h.subOK:
+	case h.okOnce&h.required == h.required:
 		to = StateConnected
 	}
 	if to == from {

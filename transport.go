@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/d38ad898/redisadapter/internal/wire"
 	"github.com/redis/go-redis/v9"
@@ -100,6 +101,7 @@ const (
 	cmdPublish command = iota
 	cmdSPublish
 	cmdXAdd
+	cmdSet // a persisted session: SET channel buf PX ttl
 )
 
 // outFrame is one frame waiting for the publisher.
@@ -111,6 +113,7 @@ type outFrame struct {
 	uid, nsp, typ string
 	hasData       bool
 	maxLen        int64
+	ttl           time.Duration
 	// done, if set, is called once with the entry id (XADD) or the error,
 	// after the frame was written or dropped.
 	done func(id string, err error)
