@@ -141,8 +141,8 @@ type health struct {
 	okOnce   int // bit set of sources that succeeded since their last failure
 	required int // sources that must be in okOnce to be connected
 	events   []stateEvent
-	wake    chan struct{}
-	probe   chan struct{} // poked when the publisher fails
+	wake     chan struct{}
+	probe    chan struct{} // poked when the publisher fails
 
 	// published is set by every successful publish batch; the probe loop
 	// resets its backoff when it finds it set.
