@@ -377,7 +377,10 @@ func DecodeClassicBroadcast(frame string) (*Message, error) {
 	if err := readOpts(vr, &m.Opts); err != nil {
 		return nil, err
 	}
-	return m, r.done()
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // DecodeClassicRequest decodes a request (JSON or MessagePack).
@@ -443,7 +446,10 @@ func DecodeClassicRequest(frame string) (*Message, error) {
 			return nil, shapeErr("serverSideEmit without data")
 		}
 	}
-	return m, r.done()
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // DecodeClassicResponse decodes a response (JSON or MessagePack). Classic
@@ -521,5 +527,8 @@ func DecodeClassicResponse(frame string) (*Message, error) {
 	default:
 		m.Type = TypeLegacyJoinResponse
 	}
-	return m, r.done()
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }

@@ -221,7 +221,10 @@ func DecodeCluster(frame string) (*Message, error) {
 			return nil, err
 		}
 	}
-	return m, checkCluster(m)
+	if err := checkCluster(m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // checkCluster checks what a message of its type must carry.
@@ -321,7 +324,10 @@ func DecodeStreamEntry(uid, nsp, typ, data string) (*Message, error) {
 	}
 	m := &Message{Type: Type(n), UID: uid, Nsp: nsp}
 	if data == "" {
-		return m, checkCluster(m)
+		if err := checkCluster(m); err != nil {
+			return nil, err
+		}
+		return m, nil
 	}
 	var r valueReader
 	if data[0] == '{' {
@@ -342,5 +348,8 @@ func DecodeStreamEntry(uid, nsp, typ, data string) (*Message, error) {
 	if err := r.done(); err != nil {
 		return nil, err
 	}
-	return m, checkCluster(m)
+	if err := checkCluster(m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }

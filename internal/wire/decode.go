@@ -220,7 +220,12 @@ func (r *reader) scan(depth int) (cost int, bin bool, err error) {
 		_, err := r.bytesN(n)
 		return int(n) + 24, true, err
 	case kExt:
-		_, err := r.bytesN(n + 1)
+		// Only the timestamp (-1) of 4, 8 or 12 bytes decodes (see ext):
+		// refused here, so that a value kept raw always decodes later.
+		ext, err := r.bytesN(n + 1)
+		if err == nil && (ext[0] != 0xff || n != 4 && n != 8 && n != 12) {
+			err = shapeErr("extension %d of %d bytes", int8(ext[0]), n)
+		}
 		return 32, false, err
 	case kArray, kMap:
 		per := uint64(1)
@@ -237,6 +242,15 @@ func (r *reader) scan(depth int) (cost int, bin bool, err error) {
 			cost = mapCost(n)
 		}
 		for i := uint64(0); i < n*per; i++ {
+			if kind == kMap && i%2 == 0 {
+				// A key: a string or an integer (see key).
+				c, err := r.scanKey()
+				if err != nil {
+					return 0, false, err
+				}
+				cost += c
+				continue
+			}
 			c, b, err := r.scan(depth + 1)
 			if err != nil {
 				return 0, false, err
@@ -247,6 +261,24 @@ func (r *reader) scan(depth int) (cost int, bin bool, err error) {
 		return cost, bin, nil
 	}
 	return 0, false, ErrShape
+}
+
+// scanKey walks a map key, which must be one key accepts, and returns what
+// key costs: nothing for a string (it shares the frame's memory), the
+// decimal text of an integer.
+func (r *reader) scanKey() (int, error) {
+	kind, n, _, err := r.head()
+	if err != nil {
+		return 0, err
+	}
+	switch kind {
+	case kStr:
+		_, err = r.bytesN(n)
+		return 0, err
+	case kInt, kUint:
+		return 24, nil
+	}
+	return 0, shapeErr("map key of kind %d", kind)
 }
 
 // skip discards one value.
