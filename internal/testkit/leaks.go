@@ -25,7 +25,8 @@ var IgnoreRedial = goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/intern
 // stores the connect timer after registering its packet listeners, so a fast
 // client's join (or close) may clear it before it is stored, and the timer's
 // goroutine lives until the timer fires. The fixture's servers use a
-// ConnectTimeout of one second, well within the patience.
+// ConnectTimeout (DefaultConnectTimeout) no longer than the patience, and
+// the timer starts before the check does, so it fires in time.
 var IgnoreEngineTimers = goleak.IgnoreAnyFunction("github.com/zishang520/engine.io/v2/utils.SetTimeout.func1")
 
 // VerifyNoLeaks registers a cleanup that fails t when goroutines started
