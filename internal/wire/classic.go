@@ -390,7 +390,7 @@ func DecodeClassicRequest(frame string) (*Message, error) {
 		return nil, err
 	}
 	m := &Message{}
-	typ, hasOpts := -1, false
+	typ, hasOpts, hasPacket := -1, false, false
 	err = r.object(func(k string) error {
 		var err error
 		switch k {
@@ -416,6 +416,7 @@ func DecodeClassicRequest(frame string) (*Message, error) {
 			}
 			m.Args = args
 		case "packet":
+			hasPacket = true
 			err = readPacket(r, &m.Packet)
 		case "sid":
 			m.SID, err = optString(r)
@@ -438,8 +439,8 @@ func DecodeClassicRequest(frame string) (*Message, error) {
 	case TypeSocketsJoin, TypeSocketsLeave:
 		m.Legacy = !hasOpts
 	case TypeBroadcast:
-		if m.RequestID == "" {
-			return nil, shapeErr("broadcast request without requestId")
+		if m.RequestID == "" || !hasPacket {
+			return nil, shapeErr("broadcast request without requestId or packet")
 		}
 	case TypeServerSideEmit:
 		if m.Args == nil {
@@ -492,12 +493,7 @@ func DecodeClassicResponse(frame string) (*Message, error) {
 		case "data", "packet":
 			m.Value, err = r.any()
 		case "clientCount":
-			var n float64
-			n, err = r.number()
-			if err == nil && (n < 0 || n != math.Trunc(n)) {
-				err = shapeErr("clientCount %v", n)
-			}
-			m.ClientCount = uint64(n)
+			m.ClientCount, err = readCount(r)
 		default:
 			err = r.skip()
 		}

@@ -85,7 +85,12 @@ func writeClusterData(w *Writer, m *Message) error {
 		}
 		w.String("packet")
 		p := m.Packet
-		p.ID = nil
+		if m.RequestID != "" {
+			// Node publishes a broadcast with acknowledgements before
+			// the packet gets its id; a plain broadcast keeps the id of
+			// a socket.emit with an ack.
+			p.ID = nil
+		}
 		if err := writePacket(w, &p, false); err != nil {
 			return err
 		}
@@ -182,7 +187,9 @@ func DecodeCluster(frame string) (*Message, error) {
 		return nil, err
 	}
 	m := &Message{}
-	typ, dataAt := -1, -1
+	// The data is decoded in place when the type came first (Node's order),
+	// else once the type is known.
+	typ, dataAt, decodedAs, packet := -1, -1, -1, false
 	err = r.object(func(k string) error {
 		var err error
 		switch k {
@@ -193,13 +200,12 @@ func DecodeCluster(frame string) (*Message, error) {
 		case "nsp":
 			m.Nsp, err = optString(r)
 		case "data":
+			dataAt = r.pos()
 			if typ == -1 {
-				// Decoded once the type is known.
-				dataAt = r.pos()
 				return r.skip()
 			}
-			m.Type = Type(typ)
-			err = readClusterData(r, m)
+			m.Type, decodedAs = Type(typ), typ
+			packet, err = readClusterData(r, m)
 		default:
 			err = r.skip()
 		}
@@ -211,25 +217,35 @@ func DecodeCluster(frame string) (*Message, error) {
 	if err := r.done(); err != nil {
 		return nil, err
 	}
-	m.Type = Type(typ)
 	if typ < int(TypeInitialHeartbeat) || typ > int(TypeAdapterClose) {
 		return nil, shapeErr("message type %d", typ)
 	}
-	if dataAt >= 0 {
+	if dataAt >= 0 && decodedAs != typ {
+		*m = Message{Type: Type(typ), UID: m.UID, Nsp: m.Nsp}
 		r.seek(dataAt)
-		if err := readClusterData(r, m); err != nil {
+		if packet, err = readClusterData(r, m); err != nil {
 			return nil, err
 		}
 	}
-	if err := checkCluster(m); err != nil {
+	m.Type = Type(typ)
+	if err := checkCluster(m, dataAt >= 0, packet); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-// checkCluster checks what a message of its type must carry.
-func checkCluster(m *Message) error {
+// checkCluster checks what a message of its type must carry: its data
+// (Node's receivers throw without it), a broadcast its packet, requests and
+// responses their requestId.
+func checkCluster(m *Message, data, packet bool) error {
+	if hasData(m.Type) && !data {
+		return shapeErr("message of type %d without data", m.Type)
+	}
 	switch m.Type {
+	case TypeBroadcast:
+		if !packet {
+			return shapeErr("broadcast without packet")
+		}
 	case TypeFetchSockets, TypeFetchSocketsResponse, TypeServerSideEmitResponse,
 		TypeBroadcastClientCount, TypeBroadcastAck:
 		if m.RequestID == "" {
@@ -243,9 +259,10 @@ func checkCluster(m *Message) error {
 	return nil
 }
 
-// readClusterData decodes the data of a message whose Type is set.
-func readClusterData(r valueReader, m *Message) error {
-	return r.object(func(k string) error {
+// readClusterData decodes the data of a message whose Type is set, and
+// reports whether it held a packet.
+func readClusterData(r valueReader, m *Message) (packet bool, err error) {
+	err = r.object(func(k string) error {
 		var err error
 		switch k {
 		case "requestId":
@@ -257,12 +274,7 @@ func readClusterData(r valueReader, m *Message) error {
 		case "close":
 			m.Close, err = r.truthy()
 		case "clientCount":
-			var n float64
-			n, err = r.number()
-			if err == nil && n < 0 {
-				err = shapeErr("clientCount %v", n)
-			}
-			m.ClientCount = uint64(n)
+			m.ClientCount, err = readCount(r)
 		case "sockets":
 			err = r.array(func() error {
 				if err := r.charge(128); err != nil {
@@ -274,6 +286,7 @@ func readClusterData(r valueReader, m *Message) error {
 				return err
 			})
 		case "packet":
+			packet = true
 			switch m.Type {
 			case TypeBroadcast:
 				err = readPacket(r, &m.Packet)
@@ -293,6 +306,7 @@ func readClusterData(r valueReader, m *Message) error {
 		}
 		return err
 	})
+	return packet, err
 }
 
 // StreamFields returns the type and data fields of m as the streams adapter
@@ -324,7 +338,7 @@ func DecodeStreamEntry(uid, nsp, typ, data string) (*Message, error) {
 	}
 	m := &Message{Type: Type(n), UID: uid, Nsp: nsp}
 	if data == "" {
-		if err := checkCluster(m); err != nil {
+		if err := checkCluster(m, false, false); err != nil {
 			return nil, err
 		}
 		return m, nil
@@ -342,13 +356,14 @@ func DecodeStreamEntry(uid, nsp, typ, data string) (*Message, error) {
 		}
 		r = msgpackReader{newReader(BytesString(b))}
 	}
-	if err := readClusterData(r, m); err != nil {
+	packet, err := readClusterData(r, m)
+	if err != nil {
 		return nil, err
 	}
 	if err := r.done(); err != nil {
 		return nil, err
 	}
-	if err := checkCluster(m); err != nil {
+	if err := checkCluster(m, true, packet); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -422,6 +422,19 @@ func appendBase64(dst, b []byte) []byte {
 	return append(dst, '"')
 }
 
+// readCount decodes a count of clients: an integer from 0 to 2^53 (a
+// JavaScript safe integer).
+func readCount(r valueReader) (uint64, error) {
+	n, err := r.number()
+	if err != nil {
+		return 0, err
+	}
+	if !(n >= 0 && n <= 1<<53) || n != math.Trunc(n) {
+		return 0, shapeErr("count %v", n)
+	}
+	return uint64(n), nil
+}
+
 // typeNumber decodes a message type written as a number or (in stream
 // entries) a decimal string.
 func typeNumber(r valueReader) (int, error) {

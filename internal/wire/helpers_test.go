@@ -50,12 +50,18 @@ func plain(tb testing.TB, v any) any {
 		}
 		return x
 	case []any:
+		if t == nil {
+			return t
+		}
 		out := make([]any, len(t))
 		for i, e := range t {
 			out[i] = plain(tb, e)
 		}
 		return out
 	case map[string]any:
+		if t == nil {
+			return t
+		}
 		out := make(map[string]any, len(t))
 		for k, e := range t {
 			out[k] = plain(tb, e)
