@@ -11,10 +11,17 @@ import (
 // Writer appends MessagePack to B the way notepack.io (the Node adapter's and
 // emitter's codec) and @msgpack/msgpack (the streams adapter's) write it:
 // integers in their smallest form (integral floats included, as JavaScript
-// numbers are), other numbers as float64, strings as fixstr/str8/16/32, byte
-// slices as bin, time.Time as the timestamp extension (-1), maps with string
-// keys, arrays. It accepts the values Normalize returns; anything else is an
-// error.
+// numbers are), other numbers as float64 (NaN as JavaScript's 7ff8000000000000),
+// strings as fixstr/str8/16/32, byte slices as bin, time.Time as the timestamp
+// extension (-1), maps with string keys, arrays. It accepts the values
+// Normalize returns; anything else is an error.
+//
+// The two Node encoders differ only for integers beyond JavaScript's safe
+// range (|n| > 2^53-1): there Writer writes uint64/int64 as notepack.io does
+// (2^53+2 is cf0020000000000002; @msgpack/msgpack writes the float64
+// cb4340000000000001), which both decoders read as the same number; from 2^64
+// on, where notepack.io wraps around, it writes float64 as @msgpack/msgpack
+// does.
 type Writer struct {
 	B []byte
 	// SortKeys writes map keys in sorted order, for deterministic output
@@ -145,7 +152,11 @@ func (w *Writer) Float(f float64) {
 			return
 		}
 	}
-	w.B = binary.BigEndian.AppendUint64(append(w.B, 0xcb), math.Float64bits(f))
+	bits := math.Float64bits(f)
+	if f != f {
+		bits = 0x7ff8000000000000 // JavaScript's NaN (Go's math.NaN() differs)
+	}
+	w.B = binary.BigEndian.AppendUint64(append(w.B, 0xcb), bits)
 }
 
 // Time appends the timestamp extension, in its 32, 64 or 96-bit form.
