@@ -96,6 +96,10 @@ func TestClassicJSONGoldens(t *testing.T) {
 			`{"uid":"XI7-0b","requestId":"abc","type":6,"data":["hello","x"]}`},
 		{Message{Type: TypeAllRooms, UID: "XI7-0b", RequestID: "abc"},
 			`{"uid":"XI7-0b","requestId":"abc","type":1}`},
+		// Strings as JSON.stringify writes them: short escapes, lower-case
+		// \u00xx, no HTML escaping, U+2028 left as it is.
+		{Message{Type: TypeServerSideEmit, UID: "u", Args: []any{"\b\f\n\r\t\x01\x1f\"\\/<>&\u2028é"}},
+			"{\"uid\":\"u\",\"type\":6,\"data\":[\"\\b\\f\\n\\r\\t\\u0001\\u001f\\\"\\\\/<>&\u2028é\"]}"},
 	}
 	for _, c := range requests {
 		b, err := AppendClassicRequest(nil, &c.m)

@@ -82,7 +82,12 @@ func (r *reader) appendJSON(dst []byte, depth int) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		return append(t.(time.Time).AppendFormat(append(dst, '"'), time.RFC3339Nano), '"'), nil
+		tm := t.(time.Time)
+		if y := tm.Year(); y < 0 || y > 9999 {
+			// As time.Time.MarshalJSON refuses it.
+			return nil, &json.UnsupportedValueError{Str: tm.String()}
+		}
+		return append(tm.AppendFormat(append(dst, '"'), time.RFC3339Nano), '"'), nil
 	case kArray:
 		if n > uint64(r.left()) {
 			return nil, ErrLength
@@ -140,7 +145,8 @@ func appendJSONFloat(dst []byte, f float64) ([]byte, error) {
 	return dst, nil
 }
 
-// appendJSONString quotes s as encoding/json does, except for HTML escaping;
+// appendJSONString quotes s as encoding/json does, except for HTML escaping
+// and U+2028 and U+2029, which it leaves as JavaScript's JSON.stringify does;
 // invalid UTF-8 becomes U+FFFD.
 func appendJSONString(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
@@ -162,6 +168,10 @@ func appendJSONString(dst []byte, s string) []byte {
 				dst = append(dst, '\\', 'r')
 			case '\t':
 				dst = append(dst, '\\', 't')
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
 			default:
 				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 			}
