@@ -112,6 +112,20 @@ type options struct {
 	header           http.Header
 	dialer           *websocket.Dialer
 	postConnectDelay time.Duration
+	session          *session
+}
+
+// session is what a client sends to recover its previous session.
+type session struct{ pid, offset string }
+
+// WithSession makes the CONNECT packet carry the private session id pid and
+// the last offset of a previous connection, as socket.io-client does when it
+// reconnects with connection state recovery: {"pid": pid, "offset": offset}
+// merged with the auth payload (WithAuth), whose keys win. An empty offset is
+// left out, as socket.io-client leaves out an undefined one. Client.Recovered
+// tells whether the server recovered the session. See Client.Reconnect.
+func WithSession(pid, offset string) Option {
+	return func(o *options) { o.session = &session{pid: pid, offset: offset} }
 }
 
 // WithAuth sets the auth payload sent with the Socket.IO CONNECT packet. The
@@ -172,6 +186,7 @@ type Client struct {
 	conn             *websocket.Conn
 	nsp              string
 	auth             any
+	session          *session
 	postConnectDelay time.Duration
 
 	// writeMu serializes writes to conn (a binary packet and its
@@ -204,10 +219,19 @@ type Client struct {
 	nextAckID   uint64
 	pendingAcks map[uint64]chan ackResult
 	errs        []error
+	// Connection state recovery: the private session id of the CONNECT
+	// reply, the last offset (see LastOffset) and whether the session sent
+	// with WithSession was recovered.
+	pid        string
+	lastOffset string
+	recovered  bool
 
 	// Owned by the reader goroutine.
 	partial *pendingBinary
 	state   int
+	// early holds the events received before the CONNECT reply (the
+	// packets a recovered session missed), recorded once it arrives.
+	early []*packet
 }
 
 // Reader states.
@@ -261,6 +285,7 @@ func Dial(ctx context.Context, baseURL string, nsp string, opts ...Option) (*Cli
 		conn:             conn,
 		nsp:              nsp,
 		auth:             o.auth,
+		session:          o.session,
 		postConnectDelay: o.postConnectDelay,
 		opened:           make(chan struct{}),
 		probed:           make(chan struct{}),
@@ -373,6 +398,55 @@ func (c *Client) EngineID() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.engineID
+}
+
+// PID returns the private session id of the CONNECT reply: set when the
+// server has connection state recovery enabled, "" otherwise.
+func (c *Client) PID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pid
+}
+
+// LastOffset returns the last offset received, with socket.io-client's rule:
+// once the client has a session id (PID), the last argument of every event
+// without acknowledgement becomes the last offset when it is a string (the
+// event name when there are no arguments).
+func (c *Client) LastOffset() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastOffset
+}
+
+// Recovered reports whether the server recovered the session sent with
+// WithSession: its CONNECT reply carried the same private session id.
+func (c *Client) Recovered() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.recovered
+}
+
+// Drop closes the underlying connection abruptly, without a DISCONNECT
+// packet or a WebSocket close frame, as a network failure would: the server
+// sees a transport close (a recoverable reason with connection state
+// recovery). It waits for the reader goroutine; DisconnectReason is then
+// "transport close". Reconnect dials again with the session.
+func (c *Client) Drop() {
+	c.markDisconnected(ReasonTransportClose)
+	c.closeConn()
+	<-c.done
+}
+
+// Reconnect opens a new client to baseURL (the same server or another) on
+// the namespace of c, with the auth payload of c and its session (PID and
+// LastOffset, see WithSession), as socket.io-client does when it reconnects;
+// opts apply after those. c itself is left as it is (see Drop).
+func (c *Client) Reconnect(ctx context.Context, baseURL string, opts ...Option) (*Client, error) {
+	base := []Option{WithSession(c.PID(), c.LastOffset())}
+	if c.auth != nil {
+		base = append(base, WithAuth(c.auth))
+	}
+	return Dial(ctx, baseURL, c.nsp, append(base, opts...)...)
 }
 
 // Namespace returns the namespace the client is connected to.
@@ -847,8 +921,8 @@ func (c *Client) failConnect(err error) {
 // client. It reports whether the reader must stop.
 func (c *Client) sendConnect() bool {
 	msg := string(sioConnect) + c.nspPrefix()
-	if c.auth != nil {
-		b, err := json.Marshal(c.auth)
+	if auth := c.connectData(); auth != nil {
+		b, err := json.Marshal(auth)
 		if err != nil {
 			c.failConnect(fmt.Errorf("sioclient: encoding auth payload: %w", err))
 			return true
@@ -861,6 +935,33 @@ func (c *Client) sendConnect() bool {
 	}
 	c.state = stateWaitConnect
 	return false
+}
+
+// connectData is the payload of the CONNECT packet: the auth payload,
+// merged into the session to recover when there is one (socket.io-client's
+// Object.assign({pid, offset}, auth)).
+func (c *Client) connectData() any {
+	if c.session == nil {
+		return c.auth
+	}
+	data := map[string]any{"pid": c.session.pid}
+	if c.session.offset != "" {
+		data["offset"] = c.session.offset
+	}
+	if c.auth != nil {
+		b, err := json.Marshal(c.auth)
+		if err != nil {
+			return c.auth // reported by the caller's encoding
+		}
+		var auth map[string]any
+		if err := json.Unmarshal(b, &auth); err != nil {
+			return c.auth
+		}
+		for k, v := range auth {
+			data[k] = v
+		}
+	}
+	return data
 }
 
 // handleProbeReply handles a packet for the readiness probe namespace. It
@@ -901,9 +1002,10 @@ func (c *Client) handlePacket(pkt *packet, bufs [][]byte) bool {
 	if c.state == stateWaitConnect {
 		switch pkt.typ {
 		case sioConnect:
-			var sid string
+			var sid, pid string
 			if m, ok := pkt.data.(map[string]any); ok {
 				sid, _ = m["sid"].(string)
+				pid, _ = m["pid"].(string)
 			}
 			if sid == "" {
 				c.failConnect(fmt.Errorf("sioclient: CONNECT reply without sid: %v", pkt.data))
@@ -911,13 +1013,25 @@ func (c *Client) handlePacket(pkt *packet, bufs [][]byte) bool {
 			}
 			c.mu.Lock()
 			c.id = sid
+			c.pid = pid
+			// socket.io-client: recovered = pid && _pid === pid.
+			c.recovered = pid != "" && c.session != nil && c.session.pid == pid
 			c.writableAt = time.Now().Add(c.postConnectDelay)
 			c.mu.Unlock()
 			c.state = stateConnected
+			// The events that came before the reply (a recovered
+			// session's missed packets) are recorded first, as
+			// socket.io-client emits its receive buffer on connect.
+			for _, early := range c.early {
+				c.handleEvent(early)
+			}
+			c.early = nil
 			close(c.connected)
 		case sioConnectError:
 			c.failConnect(fmt.Errorf("sioclient: namespace %q refused the connection: %s", c.nsp, connectErrorMessage(pkt.data)))
 			return true
+		case sioEvent, sioBinaryEvent:
+			c.early = append(c.early, pkt)
 		default:
 			c.recordErr(fmt.Errorf("sioclient: packet type %c before CONNECT reply", pkt.typ))
 		}
@@ -937,31 +1051,7 @@ func (c *Client) handlePacket(pkt *packet, bufs [][]byte) bool {
 		}
 		return true
 	case sioEvent, sioBinaryEvent:
-		arr, ok := pkt.data.([]any)
-		if !ok || len(arr) == 0 {
-			c.recordErr(fmt.Errorf("sioclient: event payload is not a non-empty array: %v", pkt.data))
-			return false
-		}
-		name, ok := arr[0].(string)
-		if !ok {
-			c.recordErr(fmt.Errorf("sioclient: event name is not a string: %v", arr[0]))
-			return false
-		}
-		ev := Event{Name: name, Args: arr[1:], Binary: pkt.typ == sioBinaryEvent, AckID: pkt.id}
-		c.mu.Lock()
-		c.events = append(c.events, ev)
-		c.notifyLocked()
-		handler := c.ackHandlers[name]
-		c.mu.Unlock()
-		if pkt.id != nil && handler != nil {
-			reply := handler(append([]any(nil), ev.Args...))
-			if reply == nil {
-				reply = []any{}
-			}
-			if err := c.writePacket(sioAck, pkt.id, reply); err != nil {
-				c.recordErr(fmt.Errorf("sioclient: answering ack %d of %q: %w", *pkt.id, name, err))
-			}
-		}
+		c.handleEvent(pkt)
 	case sioAck, sioBinaryAck:
 		if pkt.id == nil {
 			c.recordErr(errors.New("sioclient: ACK packet without id"))
@@ -989,6 +1079,42 @@ func (c *Client) handlePacket(pkt *packet, bufs [][]byte) bool {
 		c.recordErr(fmt.Errorf("sioclient: unknown Socket.IO packet type %c", pkt.typ))
 	}
 	return false
+}
+
+// handleEvent records an EVENT or BINARY_EVENT packet and answers its
+// acknowledgement when a handler is registered.
+func (c *Client) handleEvent(pkt *packet) {
+	arr, ok := pkt.data.([]any)
+	if !ok || len(arr) == 0 {
+		c.recordErr(fmt.Errorf("sioclient: event payload is not a non-empty array: %v", pkt.data))
+		return
+	}
+	name, ok := arr[0].(string)
+	if !ok {
+		c.recordErr(fmt.Errorf("sioclient: event name is not a string: %v", arr[0]))
+		return
+	}
+	ev := Event{Name: name, Args: arr[1:], Binary: pkt.typ == sioBinaryEvent, AckID: pkt.id}
+	c.mu.Lock()
+	c.events = append(c.events, ev)
+	// socket.io-client's rule: with a session id, the last element of an
+	// event's arguments (name included, an ack callback appended) is the
+	// last offset when it is a string, offset or not.
+	if last, ok := arr[len(arr)-1].(string); ok && c.pid != "" && pkt.id == nil {
+		c.lastOffset = last
+	}
+	c.notifyLocked()
+	handler := c.ackHandlers[name]
+	c.mu.Unlock()
+	if pkt.id != nil && handler != nil {
+		reply := handler(append([]any(nil), ev.Args...))
+		if reply == nil {
+			reply = []any{}
+		}
+		if err := c.writePacket(sioAck, pkt.id, reply); err != nil {
+			c.recordErr(fmt.Errorf("sioclient: answering ack %d of %q: %w", *pkt.id, name, err))
+		}
+	}
 }
 
 // connectErrorMessage extracts a readable message from a CONNECT_ERROR payload
