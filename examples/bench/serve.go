@@ -67,7 +67,7 @@ func serveMain(args []string) error {
 		if err != nil {
 			return err
 		}
-		so := &redisadapter.ShardedOptions{ChannelPrefix: *key, SubscriptionMode: redisadapter.SubscriptionMode(*shardedMode)}
+		so := &redisadapter.ShardedOptions{Options: redisadapter.Options{Key: *key}, SubscriptionMode: redisadapter.SubscriptionMode(*shardedMode)}
 		if err := so.Validate(); err != nil {
 			return err
 		}
@@ -166,7 +166,7 @@ func serveMain(args []string) error {
 }
 
 // statsBuilder is what the benchmark needs of an adapter builder: its
-// counters. *redisadapter.Builder and *redisadapter.ShardedBuilder have them.
+// counters. *redisadapter.Builder has them, whatever its transport.
 type statsBuilder interface {
 	Stats() redisadapter.Stats
 }
