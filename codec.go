@@ -82,15 +82,6 @@ func toRooms(s []string) []socket.Room {
 	return out
 }
 
-// broadcastOptions converts wire options into the server's.
-func broadcastOptions(o *wire.Opts) *socket.BroadcastOptions {
-	return &socket.BroadcastOptions{
-		Rooms:  types.NewSet(toRooms(o.Rooms)...),
-		Except: types.NewSet(toRooms(o.Except)...),
-		Flags:  &socket.BroadcastFlags{},
-	}
-}
-
 // toWireSocket describes a local socket in a fetchSockets answer. Its data is
 // normalized; data that cannot be is sent as its string form, so that one odd
 // value does not lose a whole answer.

@@ -179,9 +179,8 @@ func (r *jsonReader) rooms() ([]string, error) {
 func (r *jsonReader) anyValue() (any, error) { return r.any(1) }
 
 func (r *jsonReader) arg() (any, error) {
-	start := r.i
 	r.ws()
-	start = r.i
+	start := r.i
 	if _, err := r.scan(1); err != nil {
 		return nil, err
 	}
