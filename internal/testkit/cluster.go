@@ -28,6 +28,9 @@ type Mode struct {
 	// ConnectTimeout is the servers' Socket.IO connect timeout;
 	// DefaultConnectTimeout when zero.
 	ConnectTimeout time.Duration
+	// ServerOptions, when set, adjusts the options of every server before
+	// it is created (for instance connection state recovery).
+	ServerOptions func(*socket.ServerOptions)
 }
 
 // ClusterConfig describes a Cluster fixture for StartCluster.
@@ -106,7 +109,7 @@ func (c *Cluster) startNode() *Node {
 	if ct == 0 {
 		ct = DefaultConnectTimeout
 	}
-	nd := newNode(c.T, c.Mode.New(rdb, c.Key), ct, c.Nsps)
+	nd := newNode(c.T, c.Mode.New(rdb, c.Key), ct, c.Nsps, c.Mode.ServerOptions)
 	nd.Index, nd.RDB = len(c.Nodes), rdb
 	c.Nodes = append(c.Nodes, nd)
 	return nd

@@ -56,16 +56,19 @@ type Node struct {
 // node is closed at the end of the test (Close).
 func NewNode(t testing.TB, b Builder, nsps ...string) *Node {
 	t.Helper()
-	return newNode(t, b, DefaultConnectTimeout, append([]string{"/"}, nsps...))
+	return newNode(t, b, DefaultConnectTimeout, append([]string{"/"}, nsps...), nil)
 }
 
-func newNode(t testing.TB, b Builder, connectTimeout time.Duration, nsps []string) *Node {
+func newNode(t testing.TB, b Builder, connectTimeout time.Duration, nsps []string, configure func(*socket.ServerOptions)) *Node {
 	t.Helper()
 	nd := &Node{B: b, accepted: map[string]map[socket.SocketId]*socket.Socket{}, notify: make(chan struct{})}
 	so := socket.DefaultServerOptions()
 	so.SetConnectTimeout(connectTimeout)
 	if b != nil {
 		so.SetAdapter(b)
+	}
+	if configure != nil {
+		configure(so)
 	}
 	nd.IO = socket.NewServer(nil, so)
 	for _, nsp := range nsps {
@@ -100,7 +103,18 @@ func (nd *Node) Connect(t testing.TB, nsp string) (*sioclient.Client, *socket.So
 	if err != nil {
 		t.Fatalf("connect to server %d on %s: %v", nd.Index, nsp, err)
 	}
+	return cl, nd.Accept(t, nsp, cl)
+}
+
+// Accept returns the server-side socket of cl, a client the caller
+// connected to the server on nsp (for instance with Client.Reconnect), once
+// the server's connection handler has run; cl is closed at the end of the
+// test.
+func (nd *Node) Accept(t testing.TB, nsp string, cl *sioclient.Client) *socket.Socket {
+	t.Helper()
 	t.Cleanup(func() { _ = cl.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), WaitTimeout)
+	defer cancel()
 	id := socket.SocketId(cl.ID())
 	for {
 		nd.mu.Lock()
@@ -114,13 +128,13 @@ func (nd *Node) Connect(t testing.TB, nsp string) (*sioclient.Client, *socket.So
 		notify := nd.notify
 		nd.mu.Unlock()
 		if found {
-			return cl, s
+			return s
 		}
 		select {
 		case <-notify:
 		case <-ctx.Done():
 			t.Fatalf("server %d never ran its connection handler for %s on %s", nd.Index, id, nsp)
-			return nil, nil
+			return nil
 		}
 	}
 }
