@@ -55,6 +55,8 @@ type Builder struct {
 	reqs   requests
 
 	done    chan struct{}
+	pubDone chan struct{} // closed when the publisher has flushed and stopped
+	pubGoid atomic.Int64  // the publisher's goroutine id
 	closing atomic.Bool
 	closed  chan struct{}
 	closer  atomic.Int64 // goroutine id of the Close in progress
@@ -88,14 +90,15 @@ func New(client redis.UniversalClient, opts *Options) *Builder {
 // newBuilder prepares what every mode shares; start launches it.
 func newBuilder(client redis.UniversalClient, o Options, mode string) *Builder {
 	b := &Builder{
-		client: client,
-		opts:   o,
-		uid:    newID(),
-		addr:   clientAddr(client),
-		nsps:   make(map[string]*Adapter),
-		done:   make(chan struct{}),
-		closed: make(chan struct{}),
-		reqs:   requests{pending: map[string]*pendingRequest{}, acks: map[string]*ackRequest{}},
+		client:  client,
+		opts:    o,
+		uid:     newID(),
+		addr:    clientAddr(client),
+		nsps:    make(map[string]*Adapter),
+		done:    make(chan struct{}),
+		pubDone: make(chan struct{}),
+		closed:  make(chan struct{}),
+		reqs:    requests{pending: map[string]*pendingRequest{}, acks: map[string]*ackRequest{}},
 	}
 	b.rdb, b.owned = ownClient(client)
 	b.log = o.Logger.With(slog.String("uid", b.uid), slog.String("mode", mode))
@@ -169,8 +172,14 @@ func (b *Builder) Close() error {
 	h.mu.Unlock()
 	close(b.done)
 	b.t.stop()
+	if b.pubGoid.Load() != self {
+		// The publisher writes what is still queued, for at most
+		// PublishTimeout.
+		<-b.pubDone
+	}
 	if b.owned {
-		// Interrupts the commands in flight on our own connections.
+		// Interrupts the commands still in flight on our own connections
+		// (a blocking XREAD, a restore).
 		_ = b.rdb.Close()
 	}
 	b.failPending()

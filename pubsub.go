@@ -137,6 +137,8 @@ const maxBatch = 512
 // publishLoop drains the queue: everything found in it goes out in one
 // round trip, in queue order.
 func (b *Builder) publishLoop() {
+	b.pubGoid.Store(goid())
+	defer close(b.pubDone)
 	p := &b.pub
 	batch := make([]*outFrame, 0, maxBatch)
 	for {
