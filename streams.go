@@ -384,6 +384,10 @@ func (r *streamReader) read(last *string) error {
 			}
 			nsp, _ := e.Values["nsp"].(string)
 			if nsp == "" {
+				// Ignored, as Node does; counted as the hostile
+				// frame it is.
+				r.t.b.stats.received.Add(1)
+				r.t.b.stats.droppedMalformed.Add(1)
 				continue
 			}
 			uid, _ := e.Values["uid"].(string)
