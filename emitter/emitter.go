@@ -32,6 +32,23 @@
 // gave, wrapped with the channel it was publishing to. The emitter never
 // retries on its own beyond what the go-redis client is configured to do.
 //
+// # Streams
+//
+// Servers that use the Redis Streams transport (redisadapter.NewStreams, or
+// Node's @socket.io/redis-streams-adapter 0.3.x) read broadcasts from a
+// stream, not from pub/sub: reach them with NewStreams, whose StreamsEmitter
+// has the same targeting methods and the same calls. It writes what a
+// streams server writes (XADD <stream> MAXLEN ~ <MaxLen> * uid emitter nsp
+// <nsp> type <type> [data <data>]), so a server that was cut off from Redis
+// for a moment still gets the entry, and connection state recovery replays
+// it to clients that were away. Entry data is JSON, or base64 of MessagePack
+// when it holds binary, as those servers write it. Its defaults are the servers': StreamName
+// "socket.io", StreamCount 1, MaxLen 10000, Key "socket.io" (the prefix of
+// the pub/sub channel of ServerSideEmit), UseShardedPubSub false.
+//
+//	sem := emitter.NewStreams(rdb, nil)
+//	err := sem.To("lobby").Emit("chat message", "hello")
+//
 // # Arguments
 //
 // Event arguments travel as MessagePack, encoded as the Node emitter encodes
@@ -51,8 +68,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
-	"slices"
 	"strings"
 	"time"
 
@@ -145,10 +160,7 @@ type Emitter struct {
 	client  redis.UniversalClient
 	key     string
 	timeout time.Duration
-	nsp     string
-	rooms   []string    // distinct, in the order they were added
-	except  []string    // distinct, in the order they were added
-	flags   []wire.Flag // in the order they were first set, as a JavaScript object keeps them
+	target
 }
 
 // New returns an Emitter for the namespace "/" of the servers sharing
@@ -163,7 +175,7 @@ func New(client redis.UniversalClient, opts *Options) *Emitter {
 	if client == nil {
 		panic("emitter: New called with a nil redis client")
 	}
-	e := &Emitter{client: client, key: DefaultKey, timeout: DefaultTimeout, nsp: "/"}
+	e := &Emitter{client: client, key: DefaultKey, timeout: DefaultTimeout, target: target{nsp: "/"}}
 	if opts != nil {
 		if opts.Key != "" && !strings.Contains(opts.Key, "#") {
 			e.key = opts.Key
@@ -175,13 +187,10 @@ func New(client redis.UniversalClient, opts *Options) *Emitter {
 	return e
 }
 
-// clone returns a shallow copy of e whose slices can only grow by
-// reallocation, so appending to them never touches e's.
-func (e *Emitter) clone() *Emitter {
+// with returns a copy of e that targets t.
+func (e *Emitter) with(t target) *Emitter {
 	c := *e
-	c.rooms = slices.Clip(c.rooms)
-	c.except = slices.Clip(c.except)
-	c.flags = slices.Clip(c.flags)
+	c.target = t
 	return &c
 }
 
@@ -191,71 +200,30 @@ func (e *Emitter) Namespace() string { return e.nsp }
 // Of returns an Emitter for the namespace nsp, with the rooms, exceptions and
 // flags of e. A leading "/" is added when nsp lacks one, as in Node, so
 // Of("admin") and Of("/admin") are the same namespace and Of("") is "/".
-func (e *Emitter) Of(nsp string) *Emitter {
-	if !strings.HasPrefix(nsp, "/") {
-		nsp = "/" + nsp
-	}
-	c := e.clone()
-	c.nsp = nsp
-	return c
-}
+func (e *Emitter) Of(nsp string) *Emitter { return e.with(e.of(nsp)) }
 
 // To returns an Emitter that targets the sockets in any of rooms, in addition
 // to the rooms e already targets. Without any room an Emitter targets every
 // socket of its namespace. A socket id is a room holding that socket only.
-func (e *Emitter) To(rooms ...string) *Emitter {
-	c := e.clone()
-	c.rooms = addDistinct(c.rooms, rooms)
-	return c
-}
+func (e *Emitter) To(rooms ...string) *Emitter { return e.with(e.to(rooms)) }
 
 // In is the same as To.
 func (e *Emitter) In(rooms ...string) *Emitter { return e.To(rooms...) }
 
 // Except returns an Emitter that leaves out the sockets in any of rooms, in
 // addition to the rooms e already leaves out.
-func (e *Emitter) Except(rooms ...string) *Emitter {
-	c := e.clone()
-	c.except = addDistinct(c.except, rooms)
-	return c
-}
+func (e *Emitter) Except(rooms ...string) *Emitter { return e.with(e.exclude(rooms)) }
 
 // Volatile returns an Emitter whose events may be dropped by the servers for
 // clients that are not ready to receive them (a slow network, or a
 // long-polling client between two requests).
-func (e *Emitter) Volatile() *Emitter {
-	return e.withFlag("volatile", true)
-}
+func (e *Emitter) Volatile() *Emitter { return e.with(e.withFlag("volatile", true)) }
 
 // Compress returns an Emitter whose events are sent to clients with (true) or
 // without (false) per-message compression. Without a call to Compress the
 // servers use their default, which is to compress.
 func (e *Emitter) Compress(compress bool) *Emitter {
-	return e.withFlag("compress", compress)
-}
-
-func (e *Emitter) withFlag(name string, value bool) *Emitter {
-	c := e.clone()
-	for i, f := range c.flags {
-		if f.Name == name {
-			c.flags = slices.Clone(c.flags)
-			c.flags[i].Value = value
-			return c
-		}
-	}
-	c.flags = append(c.flags, wire.Flag{Name: name, Value: value})
-	return c
-}
-
-// addDistinct appends to dst the elements of add that it does not hold yet,
-// keeping the order of first appearance.
-func addDistinct(dst, add []string) []string {
-	for _, r := range add {
-		if !slices.Contains(dst, r) {
-			dst = append(dst, r)
-		}
-	}
-	return dst
+	return e.with(e.withFlag("compress", compress))
 }
 
 // Emit sends the event ev with args to the targeted clients of every server,
@@ -276,17 +244,11 @@ func (e *Emitter) Emit(ev string, args ...any) error {
 // ErrAckNotSupported when the last argument is a function, an error when an
 // argument cannot be encoded, and the Redis error when the publish fails.
 func (e *Emitter) EmitContext(ctx context.Context, ev string, args ...any) error {
-	if reservedEvents[ev] {
-		return fmt.Errorf("%w: %q", ErrReservedEvent, ev)
-	}
-	if hasAck(args) {
-		return ErrAckNotSupported
-	}
-	data, err := wire.NormalizeArgs(args)
+	data, err := eventData(ev, args)
 	if err != nil {
-		return fmt.Errorf("emitter: %q: %w", ev, err)
+		return err
 	}
-	frame, err := wire.AppendEmitterBroadcast(nil, e.nsp, append([]any{ev}, data...), e.rooms, e.except, e.flags)
+	frame, err := wire.AppendEmitterBroadcast(nil, e.nsp, data, e.rooms, e.except, e.flags)
 	if err != nil {
 		return fmt.Errorf("emitter: encode %q: %w", ev, err)
 	}
@@ -326,25 +288,11 @@ func (e *Emitter) DisconnectSockets(close bool) error {
 // rather than as binary. Acknowledgements are not supported: a function as the
 // last argument gives ErrAckNotSupported.
 func (e *Emitter) ServerSideEmit(args ...any) error {
-	if len(args) == 0 {
-		return ErrNoEventName
-	}
-	if _, ok := args[0].(string); !ok {
-		return ErrNoEventName
-	}
-	if hasAck(args) {
-		return ErrAckNotSupported
-	}
-	data, err := wire.NormalizeArgs(args)
+	data, err := serverSideArgs(args)
 	if err != nil {
-		return fmt.Errorf("emitter: %w", err)
+		return err
 	}
 	return e.request(&wire.Message{Type: wire.TypeServerSideEmit, UID: wire.EmitterUID, Args: data})
-}
-
-// targetOpts is the opts object of a join, leave or disconnect request.
-func (e *Emitter) targetOpts() wire.Opts {
-	return wire.Opts{Rooms: e.rooms, Except: e.except}
 }
 
 // request publishes a JSON request on the namespace's request channel, within
@@ -364,13 +312,4 @@ func (e *Emitter) publish(ctx context.Context, channel string, frame []byte) err
 		return fmt.Errorf("emitter: publish to %s: %w", channel, err)
 	}
 	return nil
-}
-
-// hasAck reports whether the last argument is a function, which Socket.IO
-// takes as an acknowledgement callback.
-func hasAck(args []any) bool {
-	if len(args) == 0 || args[len(args)-1] == nil {
-		return false
-	}
-	return reflect.TypeOf(args[len(args)-1]).Kind() == reflect.Func
 }
