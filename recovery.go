@@ -30,7 +30,9 @@ import (
 // degraded, packets are delivered without an id (a client that reconnects
 // after one of them is not recovered).
 
-// maxRestorePages bounds the XRANGE calls of one restore (Node's limit).
+// maxRestorePages bounds the XRANGE pages (of ReadCount entries) of one
+// restore, as Node bounds its XRANGE calls; a socket that missed more is
+// not recovered (Node replays the first pages and drops the rest).
 const maxRestorePages = 100
 
 // recoveryOf tells whether namespace nsp of a Builder keeps offsets, and
@@ -205,13 +207,24 @@ func (t *streamsTransport) restore(ctx context.Context, a *Adapter, pid, offset 
 	}
 	missed := []any{}
 	start := wire.NextOffset(offset)
-	for page := 0; page < maxRestorePages; page++ {
-		entries, err := rdb.XRangeN(ctx, stream, start, "+", t.opts.ReadCount).Result()
+	for page := 0; ; page++ {
+		n := t.opts.ReadCount
+		if page == maxRestorePages {
+			n = 1 // only to know whether entries are left
+		}
+		entries, err := rdb.XRangeN(ctx, stream, start, "+", n).Result()
 		if err != nil {
 			return nil, err
 		}
 		if len(entries) == 0 {
 			break
+		}
+		if page == maxRestorePages {
+			// Replaying part of what the socket missed would leave a gap
+			// that the client, told it recovered, could not see.
+			t.b.log.Debug("session not restored: more missed entries than a restore reads",
+				slog.Int("pages", maxRestorePages), slog.Int64("read_count", t.opts.ReadCount))
+			return nil, errors.New("redisadapter: too many missed entries; session not restored")
 		}
 		for _, e := range entries {
 			start = wire.NextOffset(e.ID)
