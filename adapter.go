@@ -301,6 +301,7 @@ type Adapter struct {
 	seqMu    sync.Mutex
 	seq      []*queued
 	draining bool
+	restored restoredGuard // restored sockets, against duplicates (see recovery.go)
 
 	// ackSlot and current serialize the window between BroadcastWithAck and
 	// the server's ServerCount call (see acks.go).

@@ -39,7 +39,7 @@ func (a *Adapter) handle(m *wire.Message, in *inbound) {
 		pkt := fromWirePacket(&m.Packet, a.name)
 		if m.RequestID == "" {
 			a.addOffset(pkt, &m.Opts, in.id)
-			a.deliver(pkt, &m.Opts, nil)
+			a.deliver(pkt, a.exceptRestored(&m.Opts, in.id, false), nil)
 			return
 		}
 		if m.UID == "" {

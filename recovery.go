@@ -1,10 +1,14 @@
 package redisadapter
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/d38ad898/redisadapter/internal/wire"
@@ -76,6 +80,7 @@ func (a *Adapter) addOffset(pkt *parser.Packet, o *wire.Opts, id string) {
 type queued struct {
 	pkt   *parser.Packet
 	o     wire.Opts
+	id    string // its stream entry id, once known
 	ready bool
 }
 
@@ -99,6 +104,7 @@ func (a *Adapter) broadcastInOrder(pkt *parser.Packet, o wire.Opts, local bool) 
 				a.addOffset(pkt, &o, id)
 			}
 			a.seqMu.Lock()
+			q.id = id
 			q.ready = true
 			a.seqMu.Unlock()
 			a.drainQueue()
@@ -122,7 +128,7 @@ func (a *Adapter) drainQueue() {
 		a.seq[0] = nil
 		a.seq = a.seq[1:]
 		a.seqMu.Unlock()
-		a.deliver(q.pkt, &q.o, nil)
+		a.deliver(q.pkt, a.exceptRestored(&q.o, q.id, true), nil)
 		a.seqMu.Lock()
 	}
 	a.draining = false
@@ -206,7 +212,7 @@ func (t *streamsTransport) restore(ctx context.Context, a *Adapter, pid, offset 
 		return nil, err
 	}
 	missed := []any{}
-	start := wire.NextOffset(offset)
+	start, upTo := wire.NextOffset(offset), offset
 	for page := 0; ; page++ {
 		n := t.opts.ReadCount
 		if page == maxRestorePages {
@@ -227,12 +233,16 @@ func (t *streamsTransport) restore(ctx context.Context, a *Adapter, pid, offset 
 			return nil, errors.New("redisadapter: too many missed entries; session not restored")
 		}
 		for _, e := range entries {
-			start = wire.NextOffset(e.ID)
+			start, upTo = wire.NextOffset(e.ID), e.ID
 			if data := t.missedPacket(a.name, ws.Rooms, e); data != nil {
 				missed = append(missed, data)
 			}
 		}
 	}
+	// The socket gets every entry up to upTo with its session: the stream
+	// reader, or the local queue waiting for an XADD reply, may not have
+	// delivered some of them yet, and must not deliver them to it again.
+	a.guardRestored(socket.SocketId(ws.SID), upTo)
 	return &socket.Session{
 		SessionToPersist: &socket.SessionToPersist{
 			Sid: socket.SocketId(ws.SID), Pid: socket.PrivateSessionId(ws.PID),
@@ -275,4 +285,104 @@ func (t *streamsTransport) missedPacket(nsp string, rooms []string, e redis.XMes
 		return nil
 	}
 	return append(args[:len(args):len(args)], e.ID)
+}
+
+// restoredGuard keeps, for each socket of the namespace whose session was
+// restored, the id of the last stream entry its restore read: the socket got
+// every entry up to that one with its session. A restore can run before the
+// stream reader (or the local queue, for this server's own broadcasts, which
+// waits for the XADD replies) has delivered the last of them; once the
+// socket has joined its rooms, that delivery would reach it a second time.
+// The guard excepts it from deliveries of entries up to its id. An entry is
+// forgotten when its socket leaves all its rooms, and the whole guard once
+// both the reader and the local queue have delivered an entry past every
+// restore.
+type restoredGuard struct {
+	mu     sync.Mutex
+	upTo   map[socket.SocketId]string
+	max    string
+	passed [2]bool // an entry past max delivered from the reader [0], from the local queue [1]
+}
+
+// guardRestored records that socket sid got every entry up to upTo.
+func (a *Adapter) guardRestored(sid socket.SocketId, upTo string) {
+	g := &a.restored
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.upTo == nil {
+		g.upTo = map[socket.SocketId]string{}
+	}
+	g.upTo[sid] = upTo
+	if g.max == "" || compareOffsets(upTo, g.max) > 0 {
+		g.max = upTo
+	}
+	g.passed = [2]bool{}
+}
+
+// forgetRestored drops the guard of a socket that left.
+func (a *Adapter) forgetRestored(sid socket.SocketId) {
+	g := &a.restored
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.upTo, sid)
+	if len(g.upTo) == 0 {
+		g.max = ""
+	}
+}
+
+// exceptRestored returns o, or a copy of it that also excepts the restored
+// sockets that already got entry id; local tells the local queue from the
+// stream reader.
+func (a *Adapter) exceptRestored(o *wire.Opts, id string, local bool) *wire.Opts {
+	if id == "" || !a.recovery {
+		return o
+	}
+	g := &a.restored
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.upTo) == 0 {
+		return o
+	}
+	if compareOffsets(id, g.max) > 0 {
+		src := 0
+		if local {
+			src = 1
+		}
+		g.passed[src] = true
+		if g.passed[0] && g.passed[1] {
+			clear(g.upTo)
+			g.max = ""
+		}
+		return o
+	}
+	var except []string
+	for sid, upTo := range g.upTo {
+		if compareOffsets(id, upTo) <= 0 {
+			except = append(except, string(sid))
+		}
+	}
+	if len(except) == 0 {
+		return o
+	}
+	c := *o
+	c.Except = append(slices.Clip(o.Except), except...)
+	return &c
+}
+
+// compareOffsets compares two stream entry ids (ms-seq) as Redis orders
+// them.
+func compareOffsets(x, y string) int {
+	xm, xs := splitOffset(x)
+	ym, ys := splitOffset(y)
+	if c := cmp.Compare(xm, ym); c != 0 {
+		return c
+	}
+	return cmp.Compare(xs, ys)
+}
+
+func splitOffset(id string) (ms, seq uint64) {
+	m, s, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseUint(m, 10, 64)
+	seq, _ = strconv.ParseUint(s, 10, 64)
+	return ms, seq
 }

@@ -54,6 +54,7 @@ func (a *Adapter) DelAll(id socket.SocketId) {
 		}
 	}
 	a.Adapter.DelAll(id)
+	a.forgetRestored(id)
 	if len(rooms) > 0 {
 		a.syncRooms(rooms)
 	}
