@@ -1,15 +1,24 @@
 #!/usr/bin/env node
 // Headless-browser check of the chat example (examples/chat).
 //
-//   node interop/browser-test.js <url0> <url1>
+//   node interop/browser-test.js [--recovery] <url0> <url1>
 //
 // url0 and url1 are the pages of two instances of the chat cluster. The
 // script opens each in its own tab of a headless Chromium, waits until both
 // show they are connected, then types a unique message into page 0 and
 // submits it, and waits until that text appears in page 1's message list
 // (sent through the other instance, so it crossed Redis); then the same in
-// the other direction. It exits 0 on success and 1, with a message saying
-// which step failed, otherwise. The browser is always closed.
+// the other direction.
+//
+// With --recovery (a cluster with connection state recovery: go run
+// ./examples/chat -adapter streams), page 0 then drops its connection
+// (chatSocket.io.engine.close(), with automatic reconnection held off), page
+// 1 sends three messages while it is away, and page 0 reconnects: it must
+// say its session was recovered and show the three messages, once each, in
+// order, marked "recovered".
+//
+// It exits 0 on success and 1, with a message saying which step failed,
+// otherwise. The browser is always closed.
 //
 // It is run by the Go test in examples/chat/browser_test.go (go test -tags
 // browser), which starts the cluster with the Socket.IO browser client taken
@@ -41,9 +50,14 @@ let browser;
 let userDataDir;
 
 async function main() {
-  const urls = process.argv.slice(2);
+  let args = process.argv.slice(2);
+  const recovery = args[0] === '--recovery';
+  if (recovery) {
+    args = args.slice(1);
+  }
+  const urls = args;
   if (urls.length !== 2) {
-    throw new Error('usage: node browser-test.js <url0> <url1>');
+    throw new Error('usage: node browser-test.js [--recovery] <url0> <url1>');
   }
   if (!fs.existsSync(executablePath)) {
     throw new Error(`no browser at ${executablePath}: install chromium (apt-get install -y chromium) or set CHROMIUM_PATH`);
@@ -89,6 +103,10 @@ async function main() {
     await sendAndExpect(pages, ports, 0, 1);
     await sendAndExpect(pages, ports, 1, 0);
     log('OK: messages crossed between the instances in both directions');
+    if (recovery) {
+      await dropAndRecover(pages, ports);
+      log('OK: page 0 dropped its connection, came back with its session and showed the messages it missed');
+    }
   } finally {
     if (browser) {
       await browser.close().catch((err) => log(`closing the browser: ${err.message}`));
@@ -144,6 +162,71 @@ async function sendAndExpect(pages, ports, from, to) {
       li.querySelector('.via')?.textContent === want.via),
   want);
   log(`page ${to}: received it via :${ports[from]}`);
+}
+
+// dropAndRecover drops page 0's connection, sends three messages from page 1
+// (the other instance) while page 0 is away, reconnects page 0 and checks
+// that it shows them, recovered.
+async function dropAndRecover(pages, ports) {
+  const [away, other] = pages;
+  const before = await away.$$eval('#messages li.message', (lis) => lis.length);
+  // Hold off automatic reconnection so that the messages are surely sent
+  // while the page is away, then close the Engine.IO connection as a
+  // network failure would (the server sees "transport close").
+  await away.evaluate(() => {
+    window.chatSocket.io.reconnection(false);
+    window.chatSocket.io.engine.close();
+  });
+  await waitFor(away, 'page 0 to show it is disconnected',
+    () => !document.querySelector('#status')?.classList.contains('connected'));
+  log('page 0: connection dropped');
+  // Page 1 hears that page 0 left once page 0's server has seen the drop
+  // (and saved its session).
+  await waitFor(other, 'page 1 to see page 0 leave',
+    (line) => [...document.querySelectorAll('#messages li.presence')].some((li) => li.textContent === line),
+    `browser-0 left via :${ports[0]}`);
+
+  // One at a time, each once page 1 shows it: the order is then fixed.
+  const texts = [];
+  for (let i = 0; i < 3; i++) {
+    const text = `missed ${i} ${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
+    texts.push(text);
+    await other.bringToFront();
+    await other.click('#input');
+    await other.type('#input', text);
+    await other.keyboard.press('Enter');
+    await waitFor(other, `page 1 to show ${JSON.stringify(text)}`, (text) =>
+      [...document.querySelectorAll('#messages li.message .text')].some((el) => el.textContent === text), text);
+  }
+  log(`page 1: sent ${texts.length} messages while page 0 was away`);
+  if ((await away.$$eval('#messages li.message', (lis) => lis.length)) !== before) {
+    throw new Error('page 0 got messages while it was disconnected');
+  }
+
+  await away.evaluate(() => {
+    window.chatSocket.io.reconnection(true);
+    window.chatSocket.connect();
+  });
+  await waitFor(away, 'page 0 to reconnect with its session recovered',
+    () => document.querySelector('#status')?.textContent.includes('(session recovered)'));
+  const want = texts.map((text) => ({ text, via: `via :${ports[1]}`, recovered: true }));
+  await waitFor(away, `page 0 to show the ${texts.length} missed messages, recovered`, ({ before, n }) =>
+    document.querySelectorAll('#messages li.message').length >= before + n, { before, n: texts.length });
+  // Anything delivered twice would have shown up by now.
+  await new Promise((r) => setTimeout(r, 300));
+  const got = await away.$$eval('#messages li.message', (lis, before) => lis.slice(before).map((li) => ({
+    text: li.querySelector('.text')?.textContent,
+    via: li.querySelector('.via')?.textContent,
+    recovered: li.classList.contains('recovered') && li.querySelector('.recovered-mark')?.textContent === 'recovered',
+  })), before);
+  if (JSON.stringify(got) !== JSON.stringify(want)) {
+    throw new Error(`page 0 shows after reconnecting ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+  }
+  const notice = await away.$$eval('#messages li.notice', (lis) => lis.map((li) => li.textContent).pop());
+  if (!notice || !notice.includes(`session recovered, ${texts.length} missed message(s)`)) {
+    throw new Error(`page 0's last notice is ${JSON.stringify(notice)}, want one saying the session was recovered with ${texts.length} missed messages`);
+  }
+  log(`page 0: ${notice}`);
 }
 
 // waitFor waits until fn(arg), evaluated in page, is true; on timeout it

@@ -33,6 +33,21 @@ const defaultChromium = "/usr/bin/chromium"
 // Chromium and checks that a message typed on one page shows up on the other,
 // in both directions.
 func TestBrowserChat(t *testing.T) {
+	runBrowserTest(t, config{Instances: 2})
+}
+
+// TestBrowserChatRecovery does the same with -adapter streams (connection
+// state recovery, on the embedded miniredis), then runs the script's
+// --recovery case: the page on instance 0 drops its connection, the page on
+// instance 1 sends three messages meanwhile, and the first page reconnects
+// and shows them, marked recovered.
+func TestBrowserChatRecovery(t *testing.T) {
+	runBrowserTest(t, config{Instances: 2, Adapter: adapterStreams}, "--recovery")
+}
+
+// runBrowserTest starts the chat cluster of cfg and runs
+// interop/browser-test.js with args and the URLs of its first two instances.
+func runBrowserTest(t *testing.T, cfg config, args ...string) {
 	root := repoRoot(t)
 	interop := filepath.Join(root, "interop")
 	script := filepath.Join(interop, "browser-test.js")
@@ -62,14 +77,15 @@ func TestBrowserChat(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	urls := startCluster(t, ctx, config{Instances: 2, ClientJS: clientJS})
+	cfg.ClientJS = clientJS
+	urls := startCluster(t, ctx, cfg)
 
 	// The script has its own 45 s deadline, and kills the browser when it
 	// passes. This one is a backstop: SIGINT makes puppeteer kill the
 	// browser before node exits; SIGKILL follows 10 s later.
 	runCtx, stop := context.WithTimeout(ctx, 60*time.Second)
 	defer stop()
-	cmd := exec.CommandContext(runCtx, node, script, urls[0], urls[1])
+	cmd := exec.CommandContext(runCtx, node, append(append([]string{script}, args...), urls[0], urls[1])...)
 	cmd.Dir = root
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second

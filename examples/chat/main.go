@@ -11,8 +11,18 @@
 // By default it starts an embedded Redis (miniredis). Set REDIS_URL or pass
 // -redis redis://host:6379/0 to use a real one instead. The other flags are
 // -instances (how many servers, default 2), -port (the first port, default
-// 3000), -host (default 127.0.0.1) and -client-js (the URL, or a local file,
-// of the Socket.IO browser client; default: the public CDN).
+// 3000), -host (default 127.0.0.1), -client-js (the URL, or a local file, of
+// the Socket.IO browser client; default: the public CDN) and -adapter, the
+// transport between the instances:
+//
+//	classic  redisadapter.New: PUBLISH, one PSUBSCRIBE pattern per namespace (default)
+//	rooms    redisadapter.New with Options.RoomSubscriptions: one SUBSCRIBE per held room
+//	sharded  redisadapter.NewSharded: SPUBLISH/SSUBSCRIBE (needs Redis 7: -redis or REDIS_URL)
+//	streams  redisadapter.NewStreams: Redis Streams, with connection state recovery
+//
+// With -adapter streams a tab whose connection drops for a moment (try
+// chatSocket.io.engine.close() in its console) gets back, on reconnection,
+// the messages it missed, marked "recovered".
 package main
 
 import (
@@ -62,6 +72,22 @@ const localClientJSPath = "/socket.io-client.js"
 // room is the Socket.IO room that every chat participant joins.
 const room = socket.Room("lobby")
 
+// The values of -adapter: the transports between the instances.
+const (
+	adapterClassic = "classic" // redisadapter.New
+	adapterRooms   = "rooms"   // redisadapter.New with Options.RoomSubscriptions
+	adapterSharded = "sharded" // redisadapter.NewSharded
+	adapterStreams = "streams" // redisadapter.NewStreams, with connection state recovery
+)
+
+// adapterTitles describe each transport in the banner and on the page.
+var adapterTitles = map[string]string{
+	adapterClassic: "classic pub/sub (PUBLISH, PSUBSCRIBE per namespace)",
+	adapterRooms:   "classic pub/sub with room subscriptions (SUBSCRIBE per room)",
+	adapterSharded: "sharded pub/sub (SPUBLISH, SSUBSCRIBE)",
+	adapterStreams: "Redis Streams, with connection state recovery",
+}
+
 // config holds everything run needs. main fills it from flags; the test
 // fills it directly.
 type config struct {
@@ -70,6 +96,8 @@ type config struct {
 	Instances int    // number of Socket.IO server instances
 	RedisURL  string // Redis to use, such as redis://localhost:6379/0; empty starts an embedded miniredis
 	ClientJS  string // URL, or local file, of the Socket.IO browser client
+	Adapter   string // transport: classic (the default when empty), rooms, sharded or streams
+	Key       string // the adapters' channel prefix, and stream name with streams; empty: "socket.io" (tests sharing a Redis set their own)
 
 	Logger *slog.Logger // where logs go
 	Out    io.Writer    // where the welcome banner with the URLs goes
@@ -89,6 +117,7 @@ func main() {
 	flag.IntVar(&cfg.Instances, "instances", 2, "number of Socket.IO server instances")
 	flag.StringVar(&cfg.RedisURL, "redis", "", "Redis URL, such as redis://localhost:6379/0 (default $REDIS_URL, or an embedded miniredis)")
 	flag.StringVar(&cfg.ClientJS, "client-js", defaultClientJS, "URL or local file path of the Socket.IO browser client")
+	flag.StringVar(&cfg.Adapter, "adapter", adapterClassic, "transport between the instances: classic, rooms (room subscriptions), sharded (Redis 7, needs -redis) or streams (Redis Streams, with connection state recovery)")
 	flag.Parse()
 	if cfg.RedisURL == "" {
 		cfg.RedisURL = os.Getenv("REDIS_URL")
@@ -121,6 +150,12 @@ func run(ctx context.Context, cfg config) (err error) {
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
 	}
+	if cfg.Adapter == "" {
+		cfg.Adapter = adapterClassic
+	}
+	if _, ok := adapterTitles[cfg.Adapter]; !ok {
+		return fmt.Errorf("-adapter must be classic, rooms, sharded or streams, not %q", cfg.Adapter)
+	}
 	clientJS, clientJSFile, err := resolveClientJS(cfg.ClientJS)
 	if err != nil {
 		return err
@@ -130,6 +165,10 @@ func run(ctx context.Context, cfg config) (err error) {
 	// one is closed last, after everything that talks to it.
 	redisURL := cfg.RedisURL
 	if redisURL == "" {
+		if cfg.Adapter == adapterSharded {
+			// miniredis has no SPUBLISH/SSUBSCRIBE.
+			return errors.New("-adapter sharded needs Redis 7 or later (sharded pub/sub), which the embedded miniredis is not: pass -redis redis://host:6379/0 or set REDIS_URL")
+		}
 		mr, err := miniredis.Run()
 		if err != nil {
 			return fmt.Errorf("start embedded miniredis: %w", err)
@@ -143,6 +182,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	if _, err := redis.ParseURL(redisURL); err != nil {
 		return fmt.Errorf("parse Redis URL: %w", err)
 	}
+	fmt.Fprintf(cfg.Out, "Transport between the instances: %s (-adapter %s).\n", adapterTitles[cfg.Adapter], cfg.Adapter)
 
 	// Start the instances. Whatever has started is shut down when run
 	// returns, including when a later instance fails to start.
@@ -231,7 +271,8 @@ func startInstance(cfg config, redisURL string, port int, clientJS, clientJSFile
 	// OnStateChange runs on a goroutine of the adapter and must not block;
 	// logging and closing a channel are fine.
 	var connectedOnce sync.Once
-	inst.adapter = redisadapter.New(inst.redis, &redisadapter.Options{
+	ao := redisadapter.Options{
+		Key:    cfg.Key,
 		Logger: log,
 		OnStateChange: func(from, to redisadapter.State, err error) {
 			if err != nil {
@@ -243,8 +284,23 @@ func startInstance(cfg config, redisURL string, port int, clientJS, clientJSFile
 				connectedOnce.Do(func() { close(inst.connected) })
 			}
 		},
-	})
+	}
 	opts := socket.DefaultServerOptions()
+	switch cfg.Adapter {
+	case adapterRooms:
+		ao.RoomSubscriptions = true
+		inst.adapter = redisadapter.New(inst.redis, &ao)
+	case adapterSharded:
+		inst.adapter = redisadapter.NewSharded(inst.redis, &redisadapter.ShardedOptions{Options: ao})
+	case adapterStreams:
+		inst.adapter = redisadapter.NewStreams(inst.redis, &redisadapter.StreamsOptions{Options: ao, StreamName: cfg.Key})
+		// A client whose connection drops comes back, to any instance, with
+		// its id, its rooms and the messages it missed, for up to 2 minutes
+		// (while the stream still holds them).
+		opts.SetConnectionStateRecovery(&socket.ConnectionStateRecovery{})
+	default:
+		inst.adapter = redisadapter.New(inst.redis, &ao)
+	}
 	opts.SetAdapter(inst.adapter)
 	inst.io = socket.NewServer(nil, opts)
 	inst.io.On("connection", func(args ...any) {
@@ -256,7 +312,7 @@ func startInstance(cfg config, redisURL string, port int, clientJS, clientJSFile
 	mux.Handle("/socket.io/", inst.io.ServeHandler(nil))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		var page bytes.Buffer
-		if err := pageTemplate.Execute(&page, map[string]any{"ClientJS": clientJS, "Instance": port}); err != nil {
+		if err := pageTemplate.Execute(&page, map[string]any{"ClientJS": clientJS, "Instance": port, "Adapter": cfg.Adapter, "Recovery": cfg.Adapter == adapterStreams}); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
@@ -279,7 +335,9 @@ func startInstance(cfg config, redisURL string, port int, clientJS, clientJSFile
 }
 
 // onConnection sets up one chat participant: it joins the lobby, and its
-// messages are broadcast to the lobby on every instance.
+// messages are broadcast to the lobby on every instance. A socket whose
+// session was recovered (-adapter streams) is already in the lobby, and has
+// already been sent what it missed.
 func onConnection(srv *socket.Server, s *socket.Socket, port int, log *slog.Logger) {
 	name := "anonymous"
 	if auth, ok := s.Handshake().Auth.(map[string]any); ok {
@@ -287,10 +345,14 @@ func onConnection(srv *socket.Server, s *socket.Socket, port int, log *slog.Logg
 			name = clean(n, 32, name)
 		}
 	}
-	log.Info("client connected", "socket", s.Id(), "name", name)
+	event := "joined"
+	if s.Recovered() {
+		event = "is back"
+	}
+	log.Info("client connected", "socket", s.Id(), "name", name, "recovered", s.Recovered())
 
 	s.Join(room)
-	srv.To(room).Emit("presence", map[string]any{"name": name, "event": "joined", "instance": port})
+	srv.To(room).Emit("presence", map[string]any{"name": name, "event": event, "instance": port})
 
 	s.On("chat message", func(args ...any) {
 		msg, ok := first(args).(map[string]any)
@@ -305,9 +367,11 @@ func onConnection(srv *socket.Server, s *socket.Socket, port int, log *slog.Logg
 		srv.To(room).Emit("chat message", map[string]any{"name": clean(name, 32, "anonymous"), "text": text, "instance": port})
 	})
 
-	s.On("disconnect", func(...any) {
-		log.Info("client disconnected", "socket", s.Id(), "name", name)
-		srv.To(room).Emit("presence", map[string]any{"name": name, "event": "left", "instance": port})
+	s.On("disconnect", func(args ...any) {
+		log.Info("client disconnected", "socket", s.Id(), "name", name, "reason", first(args))
+		// Not to the socket itself: if it comes back with its session, it
+		// is not told that it left.
+		srv.To(room).Except(socket.Room(s.Id())).Emit("presence", map[string]any{"name": name, "event": "left", "instance": port})
 	})
 }
 

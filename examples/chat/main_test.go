@@ -20,12 +20,33 @@ import (
 )
 
 // TestChatAcrossInstances starts a two-instance cluster on an embedded
-// miniredis and checks that a message sent through one instance reaches a
-// client connected to the other.
+// miniredis, with each transport of -adapter, and checks that a message sent
+// through one instance reaches a client connected to the other. The sharded
+// transport needs Redis 7: it runs when REDIS_URL names one.
 func TestChatAcrossInstances(t *testing.T) {
+	for _, adapter := range []string{"", adapterClassic, adapterRooms, adapterSharded, adapterStreams} {
+		name := adapter
+		if name == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) {
+			cfg := config{Instances: 2, Adapter: adapter}
+			if adapter == adapterSharded {
+				cfg.RedisURL = os.Getenv("REDIS_URL")
+				if cfg.RedisURL == "" {
+					t.Skip("-adapter sharded needs Redis 7: set REDIS_URL")
+				}
+				cfg.Key = fmt.Sprintf("chat-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+			}
+			testChatAcrossInstances(t, cfg)
+		})
+	}
+}
+
+func testChatAcrossInstances(t *testing.T, cfg config) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	urls := startCluster(t, ctx, config{Instances: 2})
+	urls := startCluster(t, ctx, cfg)
 
 	// The page is served at / and loads the Socket.IO client from the CDN.
 	page := get(t, ctx, urls[0])
@@ -61,6 +82,93 @@ func TestChatAcrossInstances(t *testing.T) {
 	waitPresence(t, ctx, bob, "alice", port(t, urls[0]))
 }
 
+// TestChatShardedNeedsRedis checks that -adapter sharded without a Redis
+// fails at once with an error that says what to do: the embedded miniredis
+// has no sharded pub/sub.
+func TestChatShardedNeedsRedis(t *testing.T) {
+	err := run(context.Background(), config{Instances: 1, Adapter: adapterSharded, Host: "127.0.0.1"})
+	if err == nil || !strings.Contains(err.Error(), "-redis") || !strings.Contains(err.Error(), "REDIS_URL") {
+		t.Fatalf("run with -adapter sharded and no Redis = %v, want an error naming -redis and REDIS_URL", err)
+	}
+	if err := run(context.Background(), config{Instances: 1, Adapter: "nope"}); err == nil || !strings.Contains(err.Error(), "-adapter") {
+		t.Fatalf("run with -adapter nope = %v, want an error naming -adapter", err)
+	}
+}
+
+// TestChatStreamsRecovery runs -adapter streams on the embedded miniredis:
+// alice, on instance 0, loses her connection; bob, on instance 1, sends
+// three messages meanwhile; alice comes back with her session, first to
+// instance 0, then (after another drop) to instance 1, and each time gets
+// what she missed, once, in order, with her socket id.
+func TestChatStreamsRecovery(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	urls := startCluster(t, ctx, config{Instances: 2, Adapter: adapterStreams})
+	if page := get(t, ctx, urls[0]); !strings.Contains(page, `data-recovery="true"`) {
+		t.Errorf("page of -adapter streams does not say recovery is on:\n%s", page)
+	}
+
+	bob := dial(t, ctx, urls[1], "bob")
+	waitPresence(t, ctx, bob, "bob", port(t, urls[1]))
+	alice := dial(t, ctx, urls[0], "alice")
+	waitPresence(t, ctx, alice, "alice", port(t, urls[0]))
+	waitPresence(t, ctx, bob, "alice", port(t, urls[0]))
+	if alice.PID() == "" {
+		t.Fatal("alice got no private session id: recovery is off")
+	}
+
+	sent, left, at := 0, 0, urls[0]
+	for round, back := range []string{urls[0], urls[1]} {
+		id, from := alice.ID(), at
+		at = back
+		alice.Drop()
+		// Once bob hears that alice left, her server has seen the drop and
+		// saved her session (before the broadcast, on the same queue).
+		left++
+		waitPresenceEvent(t, ctx, bob, "alice", "left", port(t, from), left)
+		// Bob sends one message at a time, as someone typing does:
+		// socket.io/v2 handles each incoming packet on a goroutine of its
+		// own, so two events sent back to back by one client may be
+		// broadcast in either order. He gets each back once it is in the
+		// stream (it carries its entry id).
+		var want []chatMessage
+		for i := range 3 {
+			text := fmt.Sprintf("missed %d.%d", round, i)
+			if err := bob.Emit("chat message", map[string]any{"name": "bob", "text": text}); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, chatMessage{Name: "bob", Text: text, Instance: port(t, urls[1])})
+			sent++
+			if _, err := bob.WaitFor(ctx, "chat message", sent); err != nil {
+				t.Fatalf("bob: %v", err)
+			}
+		}
+		next, err := alice.Reconnect(ctx, back)
+		if err != nil {
+			t.Fatalf("alice reconnecting to %s: %v", back, err)
+		}
+		t.Cleanup(func() { next.Close() })
+		alice = next
+		if !alice.Recovered() || alice.ID() != id {
+			t.Fatalf("round %d: alice reconnected to %s with recovered=%v, id %q (was %q), want her session back", round, back, alice.Recovered(), alice.ID(), id)
+		}
+		events, err := alice.WaitFor(ctx, "chat message", len(want))
+		if err != nil {
+			t.Fatalf("round %d: alice: %v", round, err)
+		}
+		// Nothing more arrives: each missed message once.
+		time.Sleep(200 * time.Millisecond)
+		events = alice.Received("chat message")
+		var got []chatMessage
+		for _, ev := range events {
+			got = append(got, decodeMessage(t, ev))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("round %d: alice recovered %v, want %v", round, got, want)
+		}
+	}
+}
+
 // TestLocalClientJS checks that -client-js may name a local file, which the
 // instances then serve themselves; browser tests rely on this.
 func TestLocalClientJS(t *testing.T) {
@@ -88,7 +196,7 @@ func TestLocalClientJS(t *testing.T) {
 func startCluster(t *testing.T, ctx context.Context, cfg config) []string {
 	t.Helper()
 	logs := &syncBuffer{}
-	cfg.Host, cfg.Port, cfg.RedisURL = "127.0.0.1", 0, ""
+	cfg.Host, cfg.Port = "127.0.0.1", 0 // cfg.RedisURL empty: an embedded miniredis
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.Out = logs
 	ready := make(chan []string, 1)
@@ -171,15 +279,25 @@ func dial(t *testing.T, ctx context.Context, baseURL, name string) *sioclient.Cl
 // on port.
 func waitPresence(t *testing.T, ctx context.Context, c *sioclient.Client, name string, port int) {
 	t.Helper()
-	want := fmt.Sprintf("%s joined via :%d", name, port)
+	waitPresenceEvent(t, ctx, c, name, "joined", port, 1)
+}
+
+// waitPresenceEvent waits until c has been told count times that name did
+// event ("joined", "left", "is back") via the instance on port.
+func waitPresenceEvent(t *testing.T, ctx context.Context, c *sioclient.Client, name, event string, port, count int) {
+	t.Helper()
+	want := fmt.Sprintf("%s %s via :%d", name, event, port)
+	seen := 0
 	for n := 1; ; n++ {
 		events, err := c.WaitFor(ctx, "presence", n)
 		if err != nil {
-			t.Fatalf("waiting for %q: %v", want, err)
+			t.Fatalf("waiting for %q (#%d): %v", want, count, err)
 		}
 		if len(events[n-1].Args) > 0 {
 			if p, ok := events[n-1].Args[0].(map[string]any); ok && presenceLine(p) == want {
-				return
+				if seen++; seen == count {
+					return
+				}
 			}
 		}
 	}
@@ -200,9 +318,16 @@ type chatMessage struct {
 	Instance int
 }
 
-// decodeMessage returns the payload of a "chat message" event.
+// decodeMessage returns the payload of a "chat message" event. With
+// connection state recovery (-adapter streams) the server appends the
+// message's offset, a string.
 func decodeMessage(t *testing.T, ev sioclient.Event) chatMessage {
 	t.Helper()
+	if len(ev.Args) == 2 {
+		if _, ok := ev.Args[1].(string); ok {
+			ev.Args = ev.Args[:1]
+		}
+	}
 	if len(ev.Args) != 1 {
 		t.Fatalf("chat message has %d arguments, want 1: %v", len(ev.Args), ev.Args)
 	}
