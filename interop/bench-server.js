@@ -1,26 +1,32 @@
 #!/usr/bin/env node
 // A Node.js Socket.IO 4.8 server for the cluster benchmark (examples/bench):
-// the official @socket.io/redis-adapter (classic mode, node-redis v4) with
-// default Socket.IO options. It speaks the same control protocol as the Go
-// benchmark server (`bench -serve`, see examples/bench/protocol.go):
+// the official @socket.io/redis-adapter (classic mode, node-redis v4), or
+// @socket.io/redis-streams-adapter 0.3 with connection state recovery, with
+// default Socket.IO options otherwise. It speaks the same control protocol as
+// the Go benchmark server (`bench -serve`, see examples/bench/protocol.go):
 //
-//   GET  /bench/stats[?rooms=a,b]  -> {impl, adapter, pid, cpu_us, max_rss_kb, write_syscalls, now_ns, rooms, server_count}
-//   POST /bench/emit {mode, room, event, count, rate, duration_ms, payload, wait_published}
+//   GET  /bench/stats[?rooms=a,b]  -> {impl, adapter, pid, cpu_us, max_rss_kb, write_syscalls, now_ns, rooms, server_count, adapter_stats}
+//   POST /bench/emit {mode, room, rooms, event, count, rate, duration_ms, payload, wait_published}
 //                                  -> {emitted, start_ns, end_ns, drained_ns, max_lag_ns}
 //
 // "blast" emits `count` messages to `room` in one synchronous loop; "rate"
-// emits `rate` messages per second for `duration_ms`. Every message is
+// emits `rate` messages per second for `duration_ms`; with `rooms`, message
+// i goes to rooms[i % rooms.length] instead. Every message is
 // emit(event, seq, unixNanos, pad) with a pad of `payload` bytes. With
 // wait_published, the answer waits until Redis has acknowledged every PUBLISH
 // of the emission (a PING queued behind them on the publisher connection) and
 // reports when in drained_ns. cpu_us is process.cpuUsage() (user + system),
 // max_rss_kb is process.resourceUsage().maxRSS, write_syscalls is syscw of
-// /proc/self/io (-1 where unavailable).
+// /proc/self/io (-1 where unavailable). With the classic adapter,
+// adapter_stats.received counts the frames its subscriber handed to the
+// adapter (every message of the pattern subscription, as Go's
+// Stats().Received).
 //
 // Clients join the room named by the "room" field of their CONNECT auth.
 //
 // Arguments (--name=value): --port (0: any free port), --redis-url (required
-// with the redis adapter), --key (the adapter's key), --adapter (redis or
+// with the redis and streams adapters), --key (the adapter's key; with
+// streams, its channelPrefix and streamName), --adapter (redis, streams or
 // memory, default redis), --name (for logs). Prints "LISTENING <port>" on
 // stdout once it accepts connections.
 "use strict";
@@ -30,6 +36,7 @@ const http = require("node:http");
 const { performance } = require("node:perf_hooks");
 const { Server } = require("socket.io");
 const { createAdapter } = require("@socket.io/redis-adapter");
+const { createAdapter: createStreamsAdapter } = require("@socket.io/redis-streams-adapter");
 const { createClient } = require("redis");
 
 function config() {
@@ -42,11 +49,11 @@ function config() {
     }
     cfg[names[m[1]]] = m[2];
   }
-  if (cfg.adapter !== "redis" && cfg.adapter !== "memory") {
-    throw new Error(`--adapter must be redis or memory, not ${cfg.adapter}`);
+  if (!["redis", "streams", "memory"].includes(cfg.adapter)) {
+    throw new Error(`--adapter must be redis, streams or memory, not ${cfg.adapter}`);
   }
-  if (cfg.adapter === "redis" && !cfg.redisUrl) {
-    throw new Error("--redis-url is required with the redis adapter");
+  if (cfg.adapter !== "memory" && !cfg.redisUrl) {
+    throw new Error(`--redis-url is required with the ${cfg.adapter} adapter`);
   }
   cfg.port = Number(cfg.port);
   return cfg;
@@ -72,14 +79,20 @@ async function main() {
   const cfg = config();
   const log = (...a) => console.error(`[${cfg.name}]`, ...a);
 
+  // pubClient writes (PUBLISH, or XADD with streams): wait_published pings
+  // it. subClient is the classic adapter's subscriber.
   let pubClient = null;
   let subClient = null;
-  if (cfg.adapter === "redis") {
+  if (cfg.adapter !== "memory") {
     pubClient = createClient({ url: cfg.redisUrl });
-    subClient = pubClient.duplicate();
     pubClient.on("error", (err) => log("redis pub client error:", err.message));
-    subClient.on("error", (err) => log("redis sub client error:", err.message));
-    await Promise.all([pubClient.connect(), subClient.connect()]);
+    const clients = [pubClient];
+    if (cfg.adapter === "redis") {
+      subClient = pubClient.duplicate();
+      subClient.on("error", (err) => log("redis sub client error:", err.message));
+      clients.push(subClient);
+    }
+    await Promise.all(clients.map((c) => c.connect()));
   }
 
   const httpServer = http.createServer((req, res) => {
@@ -91,9 +104,18 @@ async function main() {
       res.end(JSON.stringify({ error: String((err && err.stack) || err) }));
     });
   });
-  const io = new Server(httpServer); // default options, as the Go servers
-  if (pubClient) {
-    io.adapter(createAdapter(pubClient, subClient, { key: cfg.key }));
+  let io;
+  if (cfg.adapter === "streams") {
+    // As the Go streams configuration: recovery on, Node's defaults.
+    io = new Server(httpServer, {
+      adapter: createStreamsAdapter(pubClient, { channelPrefix: cfg.key, streamName: cfg.key }),
+      connectionStateRecovery: { maxDisconnectionDuration: 2 * 60 * 1000, skipMiddlewares: true },
+    });
+  } else {
+    io = new Server(httpServer); // default options, as the Go servers
+    if (cfg.adapter === "redis") {
+      io.adapter(createAdapter(pubClient, subClient, { key: cfg.key }));
+    }
   }
   io.on("connection", (socket) => {
     const room = socket.handshake.auth && socket.handshake.auth.room;
@@ -102,6 +124,18 @@ async function main() {
     }
   });
   const nsp = io.of("/");
+
+  // Frames the classic adapter's subscriber receives: its pattern listener
+  // calls adapter.onmessage at each message.
+  let received = 0;
+  if (cfg.adapter === "redis") {
+    const adapter = nsp.adapter;
+    const onmessage = adapter.onmessage;
+    adapter.onmessage = function (...args) {
+      received++;
+      return onmessage.apply(this, args);
+    };
+  }
 
   async function stats(query) {
     const cpu = process.cpuUsage();
@@ -122,6 +156,7 @@ async function main() {
       now_ns: nowNs(),
       rooms,
       server_count: pubClient ? await nsp.adapter.serverCount() : 1,
+      adapter_stats: cfg.adapter === "redis" ? { received } : undefined,
     };
   }
 
@@ -133,12 +168,13 @@ async function main() {
     emitting = true;
     try {
       const pad = "x".repeat(Math.max(0, body.payload | 0));
-      const op = () => io.to(body.room);
+      const rooms = Array.isArray(body.rooms) && body.rooms.length > 0 ? body.rooms : null;
+      const op = (i) => io.to(rooms ? rooms[i % rooms.length] : body.room);
       const out = { emitted: 0, start_ns: 0, end_ns: 0, drained_ns: 0, max_lag_ns: 0 };
       if (body.mode === "blast") {
         out.start_ns = nowNs();
         for (let i = 0; i < body.count; i++) {
-          op().emit(body.event, i, nowNs(), pad);
+          op(i).emit(body.event, i, nowNs(), pad);
         }
         out.emitted = body.count;
         out.end_ns = nowNs();
@@ -156,7 +192,7 @@ async function main() {
             let now = nowNs();
             while (i < n && start + i * interval <= now) {
               out.max_lag_ns = Math.max(out.max_lag_ns, now - (start + i * interval));
-              op().emit(body.event, i, now, pad);
+              op(i).emit(body.event, i, now, pad);
               i++;
               now = nowNs();
             }

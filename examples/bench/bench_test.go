@@ -46,9 +46,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestSmoke runs a tiny benchmark (2 Go instances on Redis and the in-memory
-// ceiling, 10 clients, 200 messages) and checks that the Go cluster loses
-// nothing and that the report holds every figure. It uses a private
+// TestSmoke runs a tiny benchmark (2 Go instances on Redis with the classic,
+// room-subscription and streams transports, and the in-memory ceiling, 10
+// clients, 200 messages) and checks that no Go cluster loses anything and
+// that the report holds every figure. It uses a private
 // redis-server when one is installed, else $REDIS_URL, else an embedded
 // miniredis.
 func TestSmoke(t *testing.T) {
@@ -60,7 +61,7 @@ func TestSmoke(t *testing.T) {
 	}()
 	cfg := &config{
 		Instances: 2, Clients: 10, Payload: 64, Blast: 200, Pub: 200, Rate: 100, Duration: time.Second, Runs: 1,
-		Configs: []string{cfgGoRedis, cfgGoMemory}, Quiet: time.Second, Log: &log,
+		Configs: []string{cfgGoRedis, cfgGoRooms, cfgGoStreams, cfgGoMemory}, Quiet: time.Second, Log: &log,
 	}
 	if path, err := exec.LookPath("redis-server"); err == nil {
 		p, u, err := startRedisServer(path, &log)
@@ -90,15 +91,17 @@ func TestSmoke(t *testing.T) {
 	t.Logf("benchmark took %v", time.Since(start).Round(time.Millisecond))
 
 	goRedis := rep.Medians[cfgGoRedis]
-	for _, k := range []string{"blast_loss", "rate_loss", "pub_loss"} {
-		if v, ok := goRedis[k]; !ok || v != 0 {
-			t.Errorf("go-redis %s = %v (present %v), want 0", k, v, ok)
+	for _, c := range []string{cfgGoRedis, cfgGoRooms, cfgGoStreams} {
+		for _, k := range []string{"blast_loss", "rate_loss", "pub_loss"} {
+			if v, ok := rep.Medians[c][k]; !ok || v != 0 {
+				t.Errorf("%s %s = %v (present %v), want 0", c, k, v, ok)
+			}
 		}
 	}
 	// Every figure of the report is there, except those that need a
 	// private redis-server (its CPU time) or a second instance.
 	for _, m := range metrics {
-		if m.key == "blast_redis_cpu_us_per_msg" || (m.key == "host_other_cpu_pct" && hostBusyCPU() < 0) ||
+		if m.key == "blast_redis_cpu_us_per_msg" || m.key == "pub_redis_cpu_us_per_msg" || (m.key == "host_other_cpu_pct" && hostBusyCPU() < 0) ||
 			(m.key == "blast_write_syscalls_per_delivery" && writeSyscalls() < 0) {
 			continue
 		}
@@ -120,7 +123,7 @@ func TestSmoke(t *testing.T) {
 
 	var table bytes.Buffer
 	printTable(&table, rep, cfg.Configs)
-	for _, want := range []string{"blast: deliveries/s", "remote latency p99", "publish path: emit loop msgs/s", "go/ceiling", "peak RSS MB"} {
+	for _, want := range []string{"blast: deliveries/s", "remote latency p99", "publish path: emit loop msgs/s", "go/ceiling", "rooms/classic", "streams/classic", "peak RSS MB"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
@@ -133,7 +136,7 @@ func TestSmoke(t *testing.T) {
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
 		t.Fatalf("JSON output does not parse: %v", err)
 	}
-	if len(back.Rounds) != 2 || back.Medians[cfgGoRedis]["blast_deliveries_per_s"] == 0 {
+	if len(back.Rounds) != 4 || back.Medians[cfgGoRedis]["blast_deliveries_per_s"] == 0 {
 		t.Errorf("JSON output incomplete: %s", js.String())
 	}
 	t.Logf("\n%s", table.String())

@@ -55,17 +55,41 @@ type config struct {
 
 // The configurations a round can run.
 const (
-	cfgGoRedis   = "go-redis"   // N Go instances, redisadapter
-	cfgGoMemory  = "go-memory"  // 1 Go instance, socket.io's in-memory adapter: the ceiling
-	cfgNodeRedis = "node-redis" // N Node instances, @socket.io/redis-adapter
+	cfgGoRedis     = "go-redis"     // N Go instances, redisadapter.New (classic: PSUBSCRIBE per namespace)
+	cfgGoRooms     = "go-rooms"     // N Go instances, redisadapter.New with RoomSubscriptions
+	cfgGoStreams   = "go-streams"   // N Go instances, redisadapter.NewStreams, connection state recovery on
+	cfgGoMemory    = "go-memory"    // 1 Go instance, socket.io's in-memory adapter: the ceiling
+	cfgNodeRedis   = "node-redis"   // N Node instances, @socket.io/redis-adapter
+	cfgNodeStreams = "node-streams" // N Node instances, @socket.io/redis-streams-adapter, recovery on
 )
 
-var allConfigs = []string{cfgGoRedis, cfgGoMemory, cfgNodeRedis}
+var allConfigs = []string{cfgGoRedis, cfgGoRooms, cfgGoStreams, cfgGoMemory, cfgNodeRedis, cfgNodeStreams}
 
 var configTitles = map[string]string{
-	cfgGoRedis:   "Go cluster (redisadapter)",
-	cfgGoMemory:  "Go single, in-memory (ceiling)",
-	cfgNodeRedis: "Node cluster (@socket.io/redis-adapter)",
+	cfgGoRedis:     "Go cluster, redisadapter.New (classic: PUBLISH, PSUBSCRIBE per namespace)",
+	cfgGoRooms:     "Go cluster, redisadapter.New with RoomSubscriptions (SUBSCRIBE per held room)",
+	cfgGoStreams:   "Go cluster, redisadapter.NewStreams (XADD/XREAD), connection state recovery on",
+	cfgGoMemory:    "Go single, in-memory (ceiling)",
+	cfgNodeRedis:   "Node cluster (@socket.io/redis-adapter 8, classic)",
+	cfgNodeStreams: "Node cluster (@socket.io/redis-streams-adapter 0.3), connection state recovery on",
+}
+
+// configImpl returns the implementation ("go" or "node") and the -adapter of
+// a configuration's servers.
+func configImpl(name string) (impl, adapter string) {
+	switch name {
+	case cfgGoRooms:
+		return "go", "rooms"
+	case cfgGoStreams:
+		return "go", "streams"
+	case cfgGoMemory:
+		return "go", "memory"
+	case cfgNodeRedis:
+		return "node", "redis"
+	case cfgNodeStreams:
+		return "node", "streams"
+	}
+	return "go", "redis"
 }
 
 // result holds the figures of one configuration in one round. Metrics absent
@@ -136,12 +160,9 @@ func runConfig(ctx context.Context, cfg *config, name string, round int) (res *r
 	res = &result{Config: name, Round: round, Metrics: map[string]float64{}}
 	m := res.Metrics
 	n := cfg.Instances
-	impl, adapter := "go", "redis"
-	switch name {
-	case cfgGoMemory:
-		n, adapter = 1, "memory"
-	case cfgNodeRedis:
-		impl = "node"
+	impl, adapter := configImpl(name)
+	if adapter == "memory" {
+		n = 1
 	}
 	key := fmt.Sprintf("bench-%d-%d-%s-%d", os.Getpid(), round, name, time.Now().UnixNano()%1e6)
 
@@ -170,7 +191,7 @@ func runConfig(ctx context.Context, cfg *config, name string, round int) (res *r
 				[]string{serveEnv + "=1"}, "", cfg.Log)
 		} else {
 			p, err = startServerProc(pname, cfg.NodeExe,
-				[]string{filepath.Join(cfg.InteropDir, "bench-server.js"), "--port=0", "--redis-url=" + cfg.RedisURL, "--key=" + key, "--name=" + pname},
+				[]string{filepath.Join(cfg.InteropDir, "bench-server.js"), "--port=0", "--redis-url=" + cfg.RedisURL, "--key=" + key, "--name=" + pname, "--adapter=" + adapter},
 				nil, cfg.InteropDir, cfg.Log)
 		}
 		if err != nil {
@@ -184,7 +205,7 @@ func runConfig(ctx context.Context, cfg *config, name string, round int) (res *r
 			if err := getJSON(ctx, in.url("/bench/stats"), &st); err != nil {
 				return false, err
 			}
-			if adapter == "redis" && st.ServerCount < int64(n) {
+			if adapter != "memory" && st.ServerCount < int64(n) {
 				return false, nil
 			}
 		}
@@ -415,6 +436,7 @@ func runConfig(ctx context.Context, cfg *config, name string, round int) (res *r
 		if err != nil {
 			return nil, err
 		}
+		pubRedis0 := redisCPU(ctx, cfg, adapter)
 		var pub emitReply
 		if err := postJSON(ctx, insts[0].url("/bench/emit"), emitRequest{Mode: "blast", Room: "solo", Event: phaseEvents[phasePub], Count: cfg.Pub, Payload: cfg.Payload, WaitPublished: true}, &pub); err != nil {
 			return nil, err
@@ -432,6 +454,11 @@ func runConfig(ctx context.Context, cfg *config, name string, round int) (res *r
 		}
 		if pub.Emitted > 0 {
 			m["pub_server_cpu_us_per_msg"] = float64(cpuDelta(pubStats0, pubStats1)) / float64(pub.Emitted)
+			m["pub_sender_cpu_us_per_msg"] = float64(pubStats1[0].CPUMicros-pubStats0[0].CPUMicros) / float64(pub.Emitted)
+			m["pub_receiver_cpu_us_per_msg"] = float64(pubStats1[n-1].CPUMicros-pubStats0[n-1].CPUMicros) / float64(pub.Emitted)
+			if r1 := redisCPU(ctx, cfg, adapter); pubRedis0 >= 0 && r1 >= 0 {
+				m["pub_redis_cpu_us_per_msg"] = float64(r1-pubRedis0) / float64(pub.Emitted)
+			}
 		}
 		if d := pub.EndNanos - pub.StartNanos; d > 0 {
 			m["pub_emit_per_s"] = float64(pub.Emitted) / (float64(d) / 1e9)
@@ -607,7 +634,7 @@ func writesDelta(a, b []statsReply) int64 {
 
 // redisCPU is the CPU time of our private redis-server, or -1.
 func redisCPU(ctx context.Context, cfg *config, adapter string) int64 {
-	if cfg.RedisCPU == nil || adapter != "redis" {
+	if cfg.RedisCPU == nil || adapter == "memory" {
 		return -1
 	}
 	return cfg.RedisCPU(ctx)

@@ -131,7 +131,7 @@ func run(ctx context.Context, cfg *config, nodeFlag, only string) (*report, erro
 				cfg.Configs = append(cfg.Configs, c)
 			}
 		} else {
-			cfg.Configs = []string{cfgGoRedis, cfgGoMemory}
+			cfg.Configs = []string{cfgGoRedis, cfgGoRooms, cfgGoStreams, cfgGoMemory}
 			switch nodeFlag {
 			case "auto", "true", "false":
 			default:
@@ -143,7 +143,7 @@ func run(ctx context.Context, cfg *config, nodeFlag, only string) (*report, erro
 				switch {
 				case err == nil:
 					cfg.NodeExe = node
-					cfg.Configs = append(cfg.Configs, cfgNodeRedis)
+					cfg.Configs = append(cfg.Configs, cfgNodeRedis, cfgNodeStreams)
 				case nodeFlag == "true":
 					return nil, fmt.Errorf("-node=true: %w", err)
 				default:
@@ -153,7 +153,7 @@ func run(ctx context.Context, cfg *config, nodeFlag, only string) (*report, erro
 		}
 	}
 	for _, c := range cfg.Configs {
-		if c == cfgNodeRedis && cfg.NodeExe == "" {
+		if impl, _ := configImpl(c); impl == "node" && cfg.NodeExe == "" {
 			cfg.InteropDir = findInterop()
 			node, err := nodeAvailable(cfg.InteropDir)
 			if err != nil {

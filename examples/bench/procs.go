@@ -199,7 +199,7 @@ func nodeAvailable(interop string) (string, error) {
 	if interop == "" {
 		return "", errors.New("cannot find the repository's interop directory (run from inside the repository)")
 	}
-	for _, p := range []string{"node_modules/socket.io", "node_modules/@socket.io/redis-adapter", "node_modules/redis", "bench-server.js"} {
+	for _, p := range []string{"node_modules/socket.io", "node_modules/@socket.io/redis-adapter", "node_modules/@socket.io/redis-streams-adapter", "node_modules/redis", "bench-server.js"} {
 		if _, err := os.Stat(filepath.Join(interop, p)); err != nil {
 			return "", fmt.Errorf("%s is missing (npm ci in %s)", filepath.Join(interop, p), interop)
 		}

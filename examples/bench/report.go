@@ -42,6 +42,9 @@ var metrics = []metric{
 	{"pub_published_per_s", "publish path: msgs/s acknowledged by Redis", 0},
 	{"pub_delivered_per_s", "publish path: msgs/s delivered to the remote client", 0},
 	{"pub_server_cpu_us_per_msg", "publish path: server CPU µs per message (all instances)", 2},
+	{"pub_sender_cpu_us_per_msg", "publish path: sender's CPU µs per message (instance 0)", 2},
+	{"pub_receiver_cpu_us_per_msg", "publish path: receiver's CPU µs per message (last instance)", 2},
+	{"pub_redis_cpu_us_per_msg", "publish path: redis-server CPU µs per message", 2},
 	{"pub_loss", "publish path: lost messages", 0},
 	{"peak_rss_mb_max", "peak RSS MB, largest instance", 1},
 	{"peak_rss_mb_total", "peak RSS MB, all instances", 1},
@@ -89,16 +92,26 @@ func median(vs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-// ratios of the Go cluster's medians to the ceiling's and to Node's.
+// ratioPairs are the ratios of the report: num's medians ÷ den's, shown in a
+// column headed label.
+var ratioPairs = []struct{ num, den, label string }{
+	{cfgGoRedis, cfgGoMemory, "go/ceiling"},
+	{cfgGoRedis, cfgNodeRedis, "go/node"},
+	{cfgGoRooms, cfgGoRedis, "rooms/classic"},
+	{cfgGoRooms, cfgNodeRedis, "rooms/node"},
+	{cfgGoStreams, cfgGoRedis, "streams/classic"},
+	{cfgGoStreams, cfgNodeStreams, "streams go/node"},
+}
+
+// ratios of the medians of the configurations of ratioPairs, by "num/den".
 func ratios(med map[string]map[string]float64) map[string]map[string]float64 {
 	out := map[string]map[string]float64{}
-	g := med[cfgGoRedis]
-	for _, other := range []string{cfgGoMemory, cfgNodeRedis} {
-		o := med[other]
+	for _, p := range ratioPairs {
+		g, o := med[p.num], med[p.den]
 		if g == nil || o == nil {
 			continue
 		}
-		name := cfgGoRedis + "/" + other
+		name := p.num + "/" + p.den
 		out[name] = map[string]float64{}
 		for k, v := range g {
 			if strings.Contains(k, "loss") {
@@ -120,18 +133,16 @@ func printTable(w io.Writer, rep *report, configs []string) {
 	}
 	fmt.Fprintln(w)
 	for _, c := range configs {
-		fmt.Fprintf(w, "  %-10s = %s\n", c, configTitles[c])
+		fmt.Fprintf(w, "  %-12s = %s\n", c, configTitles[c])
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	header := []string{"metric"}
-	for _, c := range configs {
-		header = append(header, c)
-		if c == cfgGoMemory && slices.Contains(configs, cfgGoRedis) {
-			header = append(header, "go/ceiling")
-		}
-		if c == cfgNodeRedis && slices.Contains(configs, cfgGoRedis) {
-			header = append(header, "go/node")
+	header := append([]string{"metric"}, configs...)
+	var pairs []string // "num/den" of the ratio columns
+	for _, p := range ratioPairs {
+		if slices.Contains(configs, p.num) && slices.Contains(configs, p.den) {
+			header = append(header, p.label)
+			pairs = append(pairs, p.num+"/"+p.den)
 		}
 	}
 	width := 0
@@ -154,12 +165,9 @@ func printTable(w io.Writer, rep *report, configs []string) {
 		row := []string{pad(m.label)}
 		for _, c := range configs {
 			row = append(row, fmtVal(rep.Medians[c], m.key, m.prec))
-			if c == cfgGoMemory && slices.Contains(configs, cfgGoRedis) {
-				row = append(row, fmtRatio(rep.Ratios[cfgGoRedis+"/"+cfgGoMemory], m.key))
-			}
-			if c == cfgNodeRedis && slices.Contains(configs, cfgGoRedis) {
-				row = append(row, fmtRatio(rep.Ratios[cfgGoRedis+"/"+cfgNodeRedis], m.key))
-			}
+		}
+		for _, p := range pairs {
+			row = append(row, fmtRatio(rep.Ratios[p], m.key))
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
 	}

@@ -49,6 +49,23 @@ func peakRSSKB() int64 {
 	return int64(ru.Maxrss)
 }
 
+// rssKB returns the current resident set size of this process in KiB (VmRSS
+// of /proc/self/status), or -1.
+func rssKB() int64 {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			if n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
 // hostBusyCPU returns the CPU time every program of the host has used since
 // boot (user, nice, system, irq, softirq, steal from /proc/stat), in
 // microseconds, or -1 where /proc/stat is not available.

@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,7 +32,7 @@ const serveEnv = "REDISADAPTER_BENCH_SERVE"
 // receives SIGTERM or SIGINT. args are the flags after -serve.
 func serveMain(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	adapterKind := fs.String("adapter", "redis", `"redis" (redisadapter.New), "sharded" (redisadapter.NewSharded) or "memory" (socket.io's in-memory adapter)`)
+	adapterKind := fs.String("adapter", "redis", `"redis" (redisadapter.New), "rooms" (New with RoomSubscriptions), "sharded" (redisadapter.NewSharded), "streams" (redisadapter.NewStreams, with connection state recovery) or "memory" (socket.io's in-memory adapter)`)
 	redisURL := fs.String("redis", "", "Redis URL (adapter redis)")
 	clusterAddrs := fs.String("cluster", "", "comma-separated Redis Cluster node addresses: use a cluster client instead of -redis")
 	shardedMode := fs.String("sharded-mode", string(redisadapter.SubscriptionModeDynamic), "adapter sharded: subscription mode")
@@ -54,14 +56,24 @@ func serveMain(args []string) error {
 		return redis.NewClient(ro), nil
 	}
 	switch *adapterKind {
-	case "redis":
+	case "redis", "rooms":
 		rdb, err := newClient()
 		if err != nil {
 			return err
 		}
-		b := redisadapter.New(rdb, &redisadapter.Options{Key: *key})
+		b := redisadapter.New(rdb, &redisadapter.Options{Key: *key, RoomSubscriptions: *adapterKind == "rooms"})
 		builder = b
 		opts.SetAdapter(b)
+	case "streams":
+		rdb, err := newClient()
+		if err != nil {
+			return err
+		}
+		// As Node's streams configuration: recovery on, defaults otherwise.
+		b := redisadapter.NewStreams(rdb, &redisadapter.StreamsOptions{Options: redisadapter.Options{Key: *key}, StreamName: *key})
+		builder = b
+		opts.SetAdapter(b)
+		opts.SetConnectionStateRecovery(&socket.ConnectionStateRecovery{})
 	case "sharded":
 		rdb, err := newClient()
 		if err != nil {
@@ -89,14 +101,17 @@ func serveMain(args []string) error {
 	})
 	nsp := io.Of("/", nil)
 
-	srv := &server{io: io, builder: builder, adapterKind: *adapterKind}
+	srv := &server{io: io, nsp: nsp, builder: builder, adapterKind: *adapterKind}
 	mux := http.NewServeMux()
 	mux.Handle("/socket.io/", io.ServeHandler(nil))
 	mux.HandleFunc("GET /bench/stats", func(w http.ResponseWriter, r *http.Request) {
 		st := statsReply{
 			Impl: "go", Adapter: *adapterKind, PID: os.Getpid(),
-			CPUMicros: processCPU(), MaxRSSKB: peakRSSKB(), WriteCalls: writeSyscalls(), NowNanos: time.Now().UnixNano(),
-			Rooms: map[string]int{}, ServerCount: nsp.Adapter().ServerCount(),
+			CPUMicros: processCPU(), MaxRSSKB: peakRSSKB(), RSSKB: rssKB(), WriteCalls: writeSyscalls(), NowNanos: time.Now().UnixNano(),
+			Goroutines: runtime.NumGoroutine(), Rooms: map[string]int{},
+		}
+		if r.URL.Query().Get("nocount") == "" {
+			st.ServerCount = nsp.Adapter().ServerCount()
 		}
 		for _, room := range strings.Split(r.URL.Query().Get("rooms"), ",") {
 			if room == "" {
@@ -110,13 +125,18 @@ func serveMain(args []string) error {
 		}
 		if builder != nil {
 			s := builder.Stats()
+			st.State = s.State.String()
 			st.AdapterStats = map[string]int64{
 				"published": int64(s.Published), "publish_errors": int64(s.PublishErrors),
 				"publish_dropped": int64(s.PublishDropped), "skipped_degraded": int64(s.SkippedDegraded),
-				"received": int64(s.Received), "queue_length": int64(s.QueueLength),
+				"received": int64(s.Received), "queue_length": int64(s.QueueLength), "queue_bytes": int64(s.QueueBytes),
 				"dropped_own": int64(s.DroppedOwn), "dropped_unknown_room": int64(s.DroppedUnknownRoom),
+				"dropped_malformed": int64(s.DroppedMalformed), "dropped_oversized": int64(s.DroppedOversized),
+				"encode_errors": int64(s.EncodeErrors), "join_wait_expired": int64(s.JoinWaitExpired),
+				"reconnects": int64(s.Reconnects), "state_changes": int64(s.StateChanges),
 			}
 		}
+		st.SoakSent = srv.soakSent.Load()
 		writeJSON(w, st)
 	})
 	mux.HandleFunc("POST /bench/emit", func(w http.ResponseWriter, r *http.Request) {
@@ -126,6 +146,32 @@ func serveMain(args []string) error {
 			return
 		}
 		rep, err := srv.emit(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, rep)
+	})
+	mux.HandleFunc("POST /bench/join", func(w http.ResponseWriter, r *http.Request) {
+		var req joinRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rep, err := srv.join(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, rep)
+	})
+	mux.HandleFunc("POST /bench/soak", func(w http.ResponseWriter, r *http.Request) {
+		var req soakRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rep, err := srv.soak(req)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -174,8 +220,13 @@ type statsBuilder interface {
 // server is the state of one -serve instance.
 type server struct {
 	io          *socket.Server
+	nsp         socket.Namespace
 	builder     statsBuilder // nil with the in-memory adapter
 	adapterKind string
+
+	soakMu   sync.Mutex
+	soakOn   bool
+	soakSent atomic.Int64 // messages the soak emitter has sent
 
 	emitMu sync.Mutex // one emission at a time
 
@@ -204,6 +255,12 @@ func (s *server) emit(req emitRequest) (emitReply, error) {
 	var before uint64
 	if req.WaitPublished && s.builder != nil {
 		before = s.publishedTotal()
+	}
+	to := func(i int) socket.Room {
+		if len(rooms) > 0 {
+			return rooms[i%len(rooms)]
+		}
+		return room
 	}
 	switch req.Mode {
 	case "blast":
@@ -234,7 +291,7 @@ func (s *server) emit(req emitRequest) (emitReply, error) {
 			}
 			now := time.Now()
 			rep.MaxLagNs = max(rep.MaxLagNs, int64(now.Sub(due)))
-			s.io.To(room).Emit(req.Event, i, now.UnixNano(), pad)
+			s.io.To(to(i)).Emit(req.Event, i, now.UnixNano(), pad)
 		}
 		rep.Emitted = n
 		rep.EndNanos = time.Now().UnixNano()
