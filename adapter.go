@@ -54,7 +54,12 @@ type Builder struct {
 	stats  counters
 	reqs   requests
 
-	done    chan struct{}
+	done chan struct{}
+	// ctx is canceled at Close. It is the parent of the contexts of the
+	// subscriber's and readers' commands, so that a dial or a connection
+	// setup in flight cannot hold Close for its own timeout.
+	ctx     context.Context
+	cancel  context.CancelFunc
 	pubDone chan struct{} // closed when the publisher has flushed and stopped
 	pubGoid atomic.Int64  // the publisher's goroutine id
 	closing atomic.Bool
@@ -101,6 +106,7 @@ func newBuilder(client redis.UniversalClient, o Options, mode string) *Builder {
 		reqs:    requests{pending: map[string]*pendingRequest{}, acks: map[string]*ackRequest{}},
 	}
 	b.rdb, b.owned = ownClient(client)
+	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.log = o.Logger.With(slog.String("uid", b.uid), slog.String("mode", mode))
 	b.ownFrame = wire.ClassicBroadcastPrefix(b.uid)
 	b.publishDeadline = o.PublishTimeout
@@ -171,7 +177,7 @@ func (b *Builder) Close() error {
 	b.transitionLocked(State(h.state.Load()), StateClosed, nil)
 	h.mu.Unlock()
 	close(b.done)
-	b.t.stop()
+	b.cancel()
 	if b.pubGoid.Load() != self {
 		// The publisher writes what is still queued, for at most
 		// PublishTimeout.
@@ -179,9 +185,12 @@ func (b *Builder) Close() error {
 	}
 	if b.owned {
 		// Interrupts the commands still in flight on our own connections
-		// (a blocking XREAD, a restore).
+		// (a blocking XREAD, a restore, the setup of a subscriber
+		// connection, during which go-redis holds the PubSub's lock that
+		// its Close needs).
 		_ = b.rdb.Close()
 	}
+	b.t.stop()
 	b.failPending()
 	b.waitOwned(self)
 	close(b.closed)

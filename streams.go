@@ -352,7 +352,7 @@ func (r *streamReader) loop() {
 // tail returns the id of the stream's last entry ("0-0" for an empty or
 // missing stream).
 func (r *streamReader) tail() (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), r.t.b.opts.PublishTimeout)
+	ctx, cancel := context.WithTimeout(r.t.b.ctx, r.t.b.opts.PublishTimeout)
 	defer cancel()
 	entries, err := r.t.b.rdb.XRevRangeN(ctx, r.key, "+", "-", 1).Result()
 	if err != nil {
@@ -367,7 +367,7 @@ func (r *streamReader) tail() (string, error) {
 // read runs one XREAD and dispatches its entries.
 func (r *streamReader) read(last *string) error {
 	o := &r.t.opts
-	ctx, cancel := context.WithTimeout(context.Background(), o.BlockTime+r.t.b.opts.HealthCheckInterval)
+	ctx, cancel := context.WithTimeout(r.t.b.ctx, o.BlockTime+r.t.b.opts.HealthCheckInterval)
 	defer cancel()
 	res, err := r.t.b.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{r.key, *last}, Count: o.ReadCount, Block: o.BlockTime}).Result()
 	if errors.Is(err, redis.Nil) {

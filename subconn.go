@@ -295,7 +295,7 @@ func (c *subConn) rebuild(ctx context.Context) error {
 }
 
 func (c *subConn) ping() error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.s.b.opts.HealthCheckInterval)
+	ctx, cancel := context.WithTimeout(c.s.b.ctx, c.s.b.opts.HealthCheckInterval)
 	defer cancel()
 	return c.pubsub().Ping(ctx)
 }
@@ -338,7 +338,7 @@ func (c *subConn) readLoop() {
 			if !c.sleep(bo.next()) {
 				return
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), s.b.opts.RequestsTimeout)
+			ctx, cancel := context.WithTimeout(s.b.ctx, s.b.opts.RequestsTimeout)
 			err := c.rebuild(ctx)
 			cancel()
 			if c.stopped() {
@@ -352,7 +352,7 @@ func (c *subConn) readLoop() {
 			pingPending = false
 		}
 		ps := c.pubsub()
-		msg, err := ps.ReceiveTimeout(context.Background(), s.b.opts.HealthCheckInterval)
+		msg, err := ps.ReceiveTimeout(s.b.ctx, s.b.opts.HealthCheckInterval)
 		if c.stopped() {
 			return
 		}

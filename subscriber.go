@@ -195,7 +195,7 @@ func (s *subscriber) manageLoop() {
 // reconcile subscribes the wanted keys that are not, and unsubscribes the
 // others. It reports false when something is left to retry.
 func (s *subscriber) reconcile() bool {
-	ctx, cancel := context.WithTimeout(context.Background(), s.b.opts.RequestsTimeout)
+	ctx, cancel := context.WithTimeout(s.b.ctx, s.b.opts.RequestsTimeout)
 	defer cancel()
 	ok := true
 	if s.cluster != nil && s.rebalance.Load() {
