@@ -63,7 +63,7 @@ func asJSON(dst []byte, build func(w *Writer) error) ([]byte, error) {
 	if err := build(w); err != nil {
 		return nil, err
 	}
-	r := &reader{s: BytesString(w.B), budget: math.MaxInt}
+	r := &reader{s: BytesString(w.B), budget: math.MaxInt, jsDates: true}
 	return r.appendJSON(dst, 0)
 }
 

@@ -51,6 +51,10 @@ type reader struct {
 	s      string
 	i      int
 	budget int
+	// jsDates makes appendJSON write timestamps as JavaScript's
+	// Date.prototype.toJSON does (what Node's JSON.stringify puts on the
+	// wire), instead of encoding/json's time.Time text.
+	jsDates bool
 }
 
 func newReader(s string) *reader { return &reader{s: s, budget: Budget(len(s))} }

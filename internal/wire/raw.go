@@ -87,6 +87,10 @@ func (r *reader) appendJSON(dst []byte, depth int) ([]byte, error) {
 			// As time.Time.MarshalJSON refuses it.
 			return nil, &json.UnsupportedValueError{Str: tm.String()}
 		}
+		if r.jsDates {
+			// Date.toJSON: UTC, milliseconds always written.
+			return append(tm.UTC().AppendFormat(append(dst, '"'), "2006-01-02T15:04:05.000Z"), '"'), nil
+		}
 		return append(tm.AppendFormat(append(dst, '"'), time.RFC3339Nano), '"'), nil
 	case kArray:
 		if n > uint64(r.left()) {
