@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -195,4 +197,168 @@ func TestClusterSmoke(t *testing.T) {
 		}
 	}
 	t.Logf("\n%s", table.String())
+}
+
+// TestManySmoke runs a tiny -many comparison (3 instances on a private
+// redis-server, pattern and room subscriptions, 24 clients in 12 rooms held
+// by one instance each) and checks that neither loses anything and that
+// with room subscriptions an instance receives only the frames of its rooms.
+func TestManySmoke(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not installed")
+	}
+	var log syncBuffer
+	defer func() {
+		if t.Failed() {
+			t.Logf("benchmark log:\n%s", log.String())
+		}
+	}()
+	cfg := &config{
+		Instances: 3, Clients: 24, Rooms: 12, Holders: 1, Payload: 64, Blast: 120, Rate: 50, Duration: time.Second,
+		Runs: 1, Quiet: time.Second, Log: &log, Many: true,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	rep, err := runMany(ctx, cfg, "classic,rooms", "false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	classic, rooms := rep.Medians[cfgClassic], rep.Medians[cfgRoomsSub]
+	for name, med := range map[string]map[string]float64{cfgClassic: classic, cfgRoomsSub: rooms} {
+		for _, k := range []string{"rooms_loss", "rooms_rate_loss"} {
+			if v, ok := med[k]; !ok || v != 0 {
+				t.Errorf("%s %s = %v (present %v), want 0", name, k, v, ok)
+			}
+		}
+		for _, k := range []string{"rooms_deliveries_per_s", "rooms_cpu_us_per_delivery", "rooms_redis_cpu_us_per_msg", "rooms_rate_remote_p50_ms"} {
+			if med[k] <= 0 {
+				t.Errorf("%s %s = %v, want > 0", name, k, med[k])
+			}
+		}
+	}
+	if got := classic["rooms_received_per_msg_inst1"]; got < 1 {
+		t.Errorf("classic: instance 1 received %v frames per message, want 1", got)
+	}
+	if got := rooms["rooms_received_per_msg_inst1"]; got > 0.5 {
+		t.Errorf("rooms: instance 1 received %v frames per message, want about 1/3", got)
+	}
+	var table bytes.Buffer
+	printRoomsTable(&table, rep, cfg)
+	for _, want := range []string{"rooms/classic", "frames received per message, mean", "remote latency p99"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	t.Logf("\n%s", table.String())
+}
+
+// TestLinkProxy checks the soak's proxy: it forwards, holds everything while
+// frozen, and delivers it on thaw.
+func TestLinkProxy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // an echo server
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	px, err := startProxy(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	c, err := net.Dial("tcp", px.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echo := func(msg string, within time.Duration) error {
+		if _, err := c.Write([]byte(msg)); err != nil {
+			return err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(within))
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return err
+		}
+		if string(buf) != msg {
+			return fmt.Errorf("echo %q, want %q", buf, msg)
+		}
+		return nil
+	}
+	if err := echo("hello", 2*time.Second); err != nil {
+		t.Fatalf("before freeze: %v", err)
+	}
+	px.Freeze()
+	if err := echo("frozen", 300*time.Millisecond); err == nil {
+		t.Fatal("the proxy forwarded while frozen")
+	}
+	px.Thaw()
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, len("frozen"))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "frozen" {
+		t.Fatalf("after thaw: %q, %v; want the held bytes", buf, err)
+	}
+	if err := echo("again", 2*time.Second); err != nil {
+		t.Fatalf("after thaw: %v", err)
+	}
+}
+
+// TestSoakSmoke runs a 25-second soak with a Redis kill and a frozen link
+// and checks that nothing is lost while Redis is up, nothing locally, and
+// nothing twice.
+func TestSoakSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not installed")
+	}
+	var log syncBuffer
+	cfg := &config{
+		Soak: 25 * time.Second, SoakKillEvery: 6 * time.Second, SoakFreezeEvery: 11 * time.Second, SoakFreezeFor: 3 * time.Second,
+		SoakDown: 500 * time.Millisecond, SoakReport: 10 * time.Second, SoakRate: 10, SoakClients: 2, SoakAdapter: "redis", Log: &log,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// runSoak prints to stdout; its JSON is what is checked.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout := os.Stdout
+	os.Stdout = w
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() { _, _ = io.Copy(&out, r); close(copied) }()
+	err = runSoak(ctx, cfg, true)
+	os.Stdout = stdout
+	w.Close()
+	<-copied
+	if err != nil {
+		t.Fatalf("%v\nlog:\n%s", err, log.String())
+	}
+	var rep struct {
+		Rows   []soakRow   `json:"rows"`
+		Faults []soakEvent `json:"faults"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("soak JSON: %v\n%s", err, out.String())
+	}
+	if len(rep.Faults) < 2 {
+		t.Errorf("%d faults, want a kill and a freeze at least: %+v", len(rep.Faults), rep.Faults)
+	}
+	last := rep.Rows[len(rep.Rows)-soakInstances:]
+	for _, row := range last {
+		if row.LostWhileUp != 0 || row.LostLocal != 0 || row.Duplicates != 0 || row.Delivered == 0 {
+			t.Errorf("instance %d: %+v, want nothing lost while up or locally, no duplicates", row.Instance, row)
+		}
+	}
 }

@@ -25,12 +25,13 @@ const (
 	phaseBlast
 	phaseRate
 	phasePub
+	phaseSoak // -soak: emit("s", seq, unixNanos, sender, pad)
 	numPhases
 )
 
 // phaseEvents are the event names of the phases: one letter, so that the
 // client recognizes them from a fixed position in the frame.
-var phaseEvents = [numPhases]string{"w", "b", "r", "p"}
+var phaseEvents = [numPhases]string{"w", "b", "r", "p", "s"}
 
 // probeNamespace is a namespace no server has. The client sends CONNECT
 // packets for it until one is answered, before its real CONNECT: the Go
@@ -57,8 +58,36 @@ type benchClient struct {
 	bad   atomic.Int64            // frames it could not parse
 
 	mu      sync.Mutex
-	rateLat []int64 // phaseRate: arrival − emit timestamp, ns, uncorrected for clock offset
-	err     error   // why the read loop ended, if not closed by us
+	rateLat []int64    // phaseRate: arrival − emit timestamp, ns, uncorrected for clock offset
+	err     error      // why the read loop ended, if not closed by us
+	soak    []soakSeen // phaseSoak: per sender instance, what arrived
+}
+
+// soakSeen is what a client received from one sender during the soak: one
+// bit per sequence number, and how many arrived a second time or more.
+type soakSeen struct {
+	bits []uint64
+	dups int64
+}
+
+// see records seq and reports whether it had arrived before.
+func (s *soakSeen) see(seq int64) bool {
+	w, b := int(seq/64), uint(seq%64)
+	for len(s.bits) <= w {
+		s.bits = append(s.bits, 0)
+	}
+	if s.bits[w]&(1<<b) != 0 {
+		s.dups++
+		return true
+	}
+	s.bits[w] |= 1 << b
+	return false
+}
+
+// has reports whether seq arrived.
+func (s *soakSeen) has(seq int64) bool {
+	w := int(seq / 64)
+	return w < len(s.bits) && s.bits[w]&(1<<uint(seq%64)) != 0
 }
 
 var dialer = &websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 16 << 10, WriteBufferSize: 4 << 10}
@@ -259,15 +288,28 @@ func (c *benchClient) handleEvent(d []byte, now int64) {
 		c.bad.Add(1)
 		return
 	}
-	_, rest, ok := nextNumber(d[5:]) // seq
+	seq, rest, ok := nextNumber(d[5:])
 	if !ok {
 		c.bad.Add(1)
 		return
 	}
-	ts, _, ok := nextNumber(rest)
+	ts, rest, ok := nextNumber(rest)
 	if !ok {
 		c.bad.Add(1)
 		return
+	}
+	if phase == phaseSoak {
+		sender, _, ok := nextNumber(rest)
+		if !ok || sender < 0 || sender > 1024 || seq < 0 || seq > 1<<30 {
+			c.bad.Add(1)
+			return
+		}
+		c.mu.Lock()
+		for len(c.soak) <= int(sender) {
+			c.soak = append(c.soak, soakSeen{})
+		}
+		c.soak[sender].see(seq)
+		c.mu.Unlock()
 	}
 	c.count[phase].Add(1)
 	c.last[phase].Store(now)

@@ -34,10 +34,28 @@ type config struct {
 	CPUProfile string        // if set, CPU profiles of the Go instances during the first blast go to <CPUProfile>-<config>-<i>.pprof
 	Quiet      time.Duration // a phase ends when no message has arrived for this long (default 2s)
 
-	// The many-rooms comparison on a private Redis Cluster (-cluster).
-	Cluster     bool   // run it instead of the default benchmark
-	Rooms       int    // rooms, each with members on one instance only
+	// The many-rooms comparisons: on a private Redis Cluster (-cluster), and
+	// with 12 instances on a private standalone Redis (-many).
+	Cluster     bool   // run the -cluster comparison instead of the default benchmark
+	Many        bool   // run the -many comparison instead of the default benchmark
+	Rooms       int    // rooms
+	Holders     int    // instances that hold each room (its members are spread over them); default 1
 	ShardedMode string // subscription mode of the sharded adapter (default dynamic)
+
+	// The room subscription cost (-roomcost).
+	JoinPerCall int // rooms per Socket.Join call
+	JoinWorkers int // goroutines calling Socket.Join at once
+
+	// The soak (-soak).
+	Soak            time.Duration // how long; 0: no soak
+	SoakKillEvery   time.Duration // kill and restart redis-server this often (0: never)
+	SoakFreezeEvery time.Duration // freeze the link this often (0: never)
+	SoakFreezeFor   time.Duration // how long a freeze lasts
+	SoakDown        time.Duration // how long redis-server stays down when killed
+	SoakReport      time.Duration // interval of the report rows
+	SoakRate        int           // messages per second per instance
+	SoakClients     int           // clients per instance
+	SoakAdapter     string        // -serve -adapter of the instances
 
 	// ServerExe is the binary started (with serveEnv=1) for Go instances;
 	// empty: os.Executable().

@@ -54,16 +54,74 @@ func main() {
 	asJSON := flag.Bool("json", false, "print machine-readable results on stdout (the table goes to stderr)")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write CPU profiles of the Go instances during the first round's workloads to <prefix>-<config>-<phase>-<i>.pprof")
 	flag.DurationVar(&cfg.Quiet, "quiet", 2*time.Second, "a workload ends when every message arrived or none arrived for this long")
-	flag.BoolVar(&cfg.Cluster, "cluster", false, "instead of the default benchmark, compare classic and sharded pub/sub on a private 3-master Redis Cluster with many rooms")
-	adapterFlag := flag.String("adapter", "", "with -cluster: classic, sharded or both (default both)")
-	flag.IntVar(&cfg.Rooms, "rooms", 100, "with -cluster: rooms, each with members on one instance only")
-	flag.StringVar(&cfg.ShardedMode, "sharded-mode", "dynamic", "with -cluster: subscription mode of the sharded adapter: static, dynamic or dynamic-private")
+	flag.BoolVar(&cfg.Cluster, "cluster", false, "instead of the default benchmark, compare classic, room subscriptions and sharded pub/sub on a private 3-master Redis Cluster with many rooms")
+	flag.BoolVar(&cfg.Many, "many", false, "instead of the default benchmark, compare pattern, room subscriptions, sharded and Node's classic adapter with 12 instances and many rooms on a private standalone Redis")
+	configsFlag := flag.String("configs", "", "with -cluster or -many: comma-separated configurations among classic, rooms, sharded, node (-many only) (default: all)")
+	adapterFlag := flag.String("adapter", "", "with -cluster: the same as -configs (classic, rooms, sharded; both = classic,sharded)")
+	flag.IntVar(&cfg.Rooms, "rooms", 100, "with -cluster or -many: rooms (-many: default 240)")
+	flag.IntVar(&cfg.Holders, "holders", 1, "with -cluster or -many: instances holding each room (-many: default 2)")
+	flag.StringVar(&cfg.ShardedMode, "sharded-mode", "dynamic", "with -cluster or -many: subscription mode of the sharded adapter: static, dynamic or dynamic-private")
+	roomCost := flag.String("roomcost", "", "instead of the default benchmark, measure the cost of room subscriptions: one instance joins each comma-separated count of distinct rooms (e.g. 10000,50000)")
+	flag.IntVar(&cfg.JoinPerCall, "join-per-call", 1, "with -roomcost: rooms per Socket.Join call")
+	flag.IntVar(&cfg.JoinWorkers, "join-workers", 64, "with -roomcost: goroutines calling Socket.Join at once")
+	flag.DurationVar(&cfg.Soak, "soak", 0, "instead of the default benchmark, run the soak for this long (e.g. 20m): 4 instances, steady traffic, Redis killed and restarted, link frozen")
+	flag.DurationVar(&cfg.SoakKillEvery, "soak-kill-every", 2*time.Minute, "with -soak: kill and restart redis-server this often (0: never)")
+	flag.DurationVar(&cfg.SoakFreezeEvery, "soak-freeze-every", 5*time.Minute, "with -soak: freeze the link to Redis this often (0: never)")
+	flag.DurationVar(&cfg.SoakFreezeFor, "soak-freeze-for", 10*time.Second, "with -soak: how long a freeze lasts")
+	flag.DurationVar(&cfg.SoakDown, "soak-down", time.Second, "with -soak: how long redis-server stays down when killed")
+	flag.DurationVar(&cfg.SoakReport, "soak-report", time.Minute, "with -soak: interval of the report rows")
+	flag.IntVar(&cfg.SoakRate, "soak-rate", 20, "with -soak: messages per second sent by each instance")
+	flag.IntVar(&cfg.SoakClients, "soak-clients", 5, "with -soak: clients per instance")
+	flag.StringVar(&cfg.SoakAdapter, "soak-adapter", "redis", "with -soak: the instances' adapter: redis (classic), rooms, sharded or streams")
 	flag.Parse()
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *adapterFlag != "" && *configsFlag == "" {
+		*configsFlag = *adapterFlag
+	}
+	modes := 0
+	for _, on := range []bool{cfg.Cluster, cfg.Many, *roomCost != "", cfg.Soak > 0} {
+		if on {
+			modes++
+		}
+	}
+	if modes > 1 {
+		fmt.Fprintln(os.Stderr, "bench: -cluster, -many, -roomcost and -soak are separate benchmarks: pick one")
+		os.Exit(2)
+	}
+	if cfg.Many {
+		// The seed's setting: 12 instances, many rooms, each on a few.
+		for name, v := range map[string]int{"instances": 12, "rooms": 240, "clients": 480, "holders": 2} {
+			if !set[name] {
+				*map[string]*int{"instances": &cfg.Instances, "rooms": &cfg.Rooms, "clients": &cfg.Clients, "holders": &cfg.Holders}[name] = v
+			}
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if cfg.Cluster {
-		rep, err := runCluster(ctx, &cfg, *adapterFlag)
+	if *roomCost != "" {
+		if err := runRoomCost(ctx, &cfg, *roomCost, *asJSON); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if cfg.Soak > 0 {
+		if err := runSoak(ctx, &cfg, *asJSON); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if cfg.Cluster || cfg.Many {
+		var rep *report
+		var err error
+		if cfg.Many {
+			rep, err = runMany(ctx, &cfg, *configsFlag, *nodeFlag)
+		} else {
+			rep, err = runCluster(ctx, &cfg, *configsFlag)
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
@@ -81,8 +139,8 @@ func main() {
 		}
 		return
 	}
-	if *adapterFlag != "" {
-		fmt.Fprintln(os.Stderr, "bench: -adapter needs -cluster")
+	if *configsFlag != "" {
+		fmt.Fprintln(os.Stderr, "bench: -configs and -adapter need -cluster or -many (use -only in the default benchmark)")
 		os.Exit(2)
 	}
 	rep, err := run(ctx, &cfg, *nodeFlag, *only)
@@ -217,6 +275,30 @@ func run(ctx context.Context, cfg *config, nodeFlag, only string) (*report, erro
 	rep.Medians = medians(rep.Rounds)
 	rep.Ratios = ratios(rep.Medians)
 	return rep, nil
+}
+
+// runMany checks the flags of the -many comparison and runs it.
+func runMany(ctx context.Context, cfg *config, configs, nodeFlag string) (*report, error) {
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	switch {
+	case cfg.Instances < 2:
+		return nil, errors.New("-instances must be at least 2")
+	case cfg.Clients < 1, cfg.Blast < 1, cfg.Runs < 1, cfg.Rooms < 1, cfg.Payload < 0:
+		return nil, errors.New("-clients, -blast, -rooms and -runs must be positive, -payload not negative")
+	case cfg.RedisURL != "":
+		return nil, errors.New("-many starts its own redis-server: -redis does not apply")
+	}
+	switch nodeFlag {
+	case "auto", "true", "false":
+	default:
+		return nil, fmt.Errorf("-node must be auto, true or false, not %q", nodeFlag)
+	}
+	if cfg.Quiet <= 0 {
+		cfg.Quiet = 2 * time.Second
+	}
+	return runManyComparison(ctx, cfg, configs, nodeFlag)
 }
 
 // runCluster checks the flags of the -cluster comparison and runs it.

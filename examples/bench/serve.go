@@ -38,6 +38,7 @@ func serveMain(args []string) error {
 	shardedMode := fs.String("sharded-mode", string(redisadapter.SubscriptionModeDynamic), "adapter sharded: subscription mode")
 	key := fs.String("key", redisadapter.DefaultKey, "the adapter's channel prefix")
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
+	logDisconnects := fs.Bool("log-disconnects", false, "log every client disconnection with its reason on stderr (-soak)")
 	_ = fs.Bool("serve", true, "run as a server instance (hidden)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -93,6 +94,11 @@ func serveMain(args []string) error {
 	io := socket.NewServer(nil, opts)
 	io.On("connection", func(args ...any) {
 		s := args[0].(*socket.Socket)
+		if *logDisconnects {
+			s.On("disconnect", func(args ...any) {
+				fmt.Fprintf(os.Stderr, "%s client %s disconnected: %v\n", time.Now().Format("15:04:05.000"), s.Id(), args)
+			})
+		}
 		if auth, ok := s.Handshake().Auth.(map[string]any); ok {
 			if r, ok := auth["room"].(string); ok && r != "" {
 				s.Join(socket.Room(r))
