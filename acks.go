@@ -47,6 +47,10 @@ type ackRequest struct {
 	countsDone chan struct{}
 	armed      bool
 	buffered   []func()
+	// clients is the sum of the remote counts, acked the remote acks so
+	// far; forget unregisters the request once every count and ack is in.
+	clients, acked uint64
+	forget         func()
 }
 
 // Delays before remote answers to a broadcast with acks reach the server's
@@ -113,6 +117,9 @@ func (a *Adapter) publishAckRequest(ar *ackRequest, pkt *parser.Packet, o wire.O
 		delete(b.reqs.acks, id)
 		b.reqs.mu.Unlock()
 	}
+	ar.sync.Lock()
+	ar.forget = forget
+	ar.sync.Unlock()
 	time.AfterFunc(ar.timeout, forget)
 	tm := ar.timeout
 	o.Flags.Timeout = &tm
@@ -231,15 +238,34 @@ func (ar *ackRequest) deliverCount(n uint64) {
 	})
 	ar.sync.Lock()
 	ar.counts++
+	ar.clients += n
 	if ar.counts == ar.others {
 		close(ar.countsDone)
 	}
 	ar.sync.Unlock()
+	ar.forgetIfAnswered()
 }
 
 // deliverAck forwards one remote client's acknowledgement.
 func (ar *ackRequest) deliverAck(v any) {
 	ar.run(func() { ar.ack([]any{v}, nil) })
+	ar.sync.Lock()
+	ar.acked++
+	ar.sync.Unlock()
+	ar.forgetIfAnswered()
+}
+
+// forgetIfAnswered unregisters the request once every other server has
+// reported its count and each of their clients has acked: nothing more can
+// come, and it no longer counts in Stats.PendingRequests.
+func (ar *ackRequest) forgetIfAnswered() {
+	ar.sync.Lock()
+	forget := ar.forget
+	done := forget != nil && ar.counts >= ar.others && ar.acked >= ar.clients
+	ar.sync.Unlock()
+	if done {
+		forget()
+	}
 }
 
 // run calls fn now if the request is armed, or when it is armed.
