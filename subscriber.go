@@ -74,6 +74,13 @@ type subscriber struct {
 	mu     sync.Mutex
 	want   map[subKey]*want
 	placed map[subKey]*subConn // subscribed (or being) on a connection
+	// dirty holds the keys set changed since the last reconcile, which
+	// looks only at them unless full is set (a reconcile left something to
+	// retry, or placements were dropped elsewhere): with tens of thousands
+	// of rooms, comparing all of want and placed at every join made
+	// subscribing N rooms cost O(N²).
+	dirty  map[subKey]struct{}
+	full   bool
 	conns  map[string]*subConn // by master address ("" for the one connection)
 	failed map[*subConn]error  // connections failing since their last success
 	wake   chan struct{}
@@ -87,6 +94,7 @@ func newSubscriber(b *Builder, sharded bool) *subscriber {
 		b: b, sharded: sharded,
 		want:   map[subKey]*want{},
 		placed: map[subKey]*subConn{},
+		dirty:  map[subKey]struct{}{},
 		conns:  map[string]*subConn{},
 		failed: map[*subConn]error{},
 		wake:   make(chan struct{}, 1),
@@ -128,9 +136,11 @@ func (s *subscriber) set(add map[subKey]inbound, remove []subKey) []<-chan struc
 	closed := s.b.isClosed()
 	for _, k := range remove {
 		delete(s.want, k)
+		s.dirty[k] = struct{}{}
 	}
 	if !closed {
 		for k, route := range add {
+			s.dirty[k] = struct{}{}
 			w := s.want[k]
 			if w == nil {
 				w = &want{ready: make(chan struct{})}
@@ -214,18 +224,40 @@ func (s *subscriber) reconcile() bool {
 	s.mu.Lock()
 	var subs []subKey
 	unsubs := map[*subConn][]subKey{}
-	for k := range s.want {
-		if s.placed[k] == nil {
-			subs = append(subs, k)
+	if s.full {
+		for k := range s.want {
+			if s.placed[k] == nil {
+				subs = append(subs, k)
+			}
+		}
+		for k, c := range s.placed {
+			if s.want[k] == nil {
+				unsubs[c] = append(unsubs[c], k)
+				delete(s.placed, k)
+			}
+		}
+	} else {
+		for k := range s.dirty {
+			if s.want[k] != nil {
+				if s.placed[k] == nil {
+					subs = append(subs, k)
+				}
+			} else if c := s.placed[k]; c != nil {
+				unsubs[c] = append(unsubs[c], k)
+				delete(s.placed, k)
+			}
 		}
 	}
-	for k, c := range s.placed {
-		if s.want[k] == nil {
-			unsubs[c] = append(unsubs[c], k)
-			delete(s.placed, k)
-		}
-	}
+	clear(s.dirty)
+	s.full = false
 	s.mu.Unlock()
+	defer func() {
+		if !ok {
+			s.mu.Lock()
+			s.full = true
+			s.mu.Unlock()
+		}
+	}()
 	for c, ks := range unsubs {
 		c.unsubscribe(ctx, ks)
 	}
@@ -327,6 +359,7 @@ func (s *subscriber) rebalanceSlots(ctx context.Context) error {
 		for _, k := range ks {
 			if s.placed[k] == c {
 				delete(s.placed, k)
+				s.dirty[k] = struct{}{}
 			}
 		}
 	}
@@ -405,6 +438,7 @@ func (s *subscriber) onEvicted(c *subConn, k subKey) {
 	s.mu.Lock()
 	if s.placed[k] == c {
 		delete(s.placed, k)
+		s.dirty[k] = struct{}{}
 	}
 	s.mu.Unlock()
 	s.b.log.Debug("redis unsubscribed a channel; placing it again", slog.String("node", c.addr), slog.String("channel", k.name))
@@ -437,6 +471,7 @@ func (s *subscriber) onReplyError(c *subConn, err error) {
 			for _, k := range moved {
 				if s.placed[k] == c {
 					delete(s.placed, k)
+					s.dirty[k] = struct{}{}
 				}
 			}
 			s.mu.Unlock()
