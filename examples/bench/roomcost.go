@@ -149,6 +149,14 @@ func roomCostOnce(ctx context.Context, cfg *config, exe, redisURL string, rdb *r
 		return row, err
 	}
 	cpu0 := redisInfoCPU(ctx, rdb)
+	if cfg.CPUProfile != "" {
+		path := fmt.Sprintf("%s-roomcost-%s-%d.pprof", cfg.CPUProfile, name, n)
+		if err := postJSON(ctx, in.url("/bench/profile"), map[string]string{"action": "start", "path": path}, nil); err != nil {
+			return row, err
+		}
+		defer func() { _ = postJSON(ctx, in.url("/bench/profile"), map[string]string{"action": "stop"}, nil) }()
+		fmt.Fprintf(cfg.Log, "roomcost %s: CPU profile of the joins in %s\n", name, path)
+	}
 	fmt.Fprintf(cfg.Log, "roomcost %s: joining %d rooms\n", name, n)
 	start := time.Now()
 	joined := make(chan error, 1)
