@@ -191,7 +191,7 @@ func TestClusterSmoke(t *testing.T) {
 	}
 	var table bytes.Buffer
 	printRoomsTable(&table, rep, cfg)
-	for _, want := range []string{"sharded/classic", "Redis Cluster CPU", "frames received by instance 1"} {
+	for _, want := range []string{"sharded/classic", "Redis CPU µs per message", "frames received by instance 1"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
