@@ -67,6 +67,10 @@ type Builder struct {
 	closer  atomic.Int64 // goroutine id of the Close in progress
 	owners  sync.Map     // goroutine ids of the Builder's goroutines
 	wg      sync.WaitGroup
+
+	// flushUntil ends the publisher's flush: PublishTimeout after Close was
+	// called (set before done is closed).
+	flushUntil time.Time
 }
 
 var _ socket.AdapterConstructor = (*Builder)(nil)
@@ -176,6 +180,7 @@ func (b *Builder) Close() error {
 	h.mu.Lock()
 	b.transitionLocked(State(h.state.Load()), StateClosed, nil)
 	h.mu.Unlock()
+	b.flushUntil = time.Now().Add(b.opts.PublishTimeout)
 	close(b.done)
 	b.cancel()
 	if b.pubGoid.Load() != self {

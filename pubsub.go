@@ -142,6 +142,14 @@ func (b *Builder) publishLoop() {
 	p := &b.pub
 	batch := make([]*outFrame, 0, maxBatch)
 	for {
+		// Close first: once it is called, what is queued goes out in the
+		// flush, within its deadline, not in a write of its own.
+		select {
+		case <-b.done:
+			b.flushQueue(batch[:0])
+			return
+		default:
+		}
 		select {
 		case f := <-p.queue:
 			batch = append(batch[:0], f)
@@ -175,11 +183,12 @@ func (b *Builder) completeBatch(batch []*outFrame, err error) {
 	b.pub.unreserve(n)
 }
 
-// flushQueue writes what is still queued at Close, for at most
-// PublishTimeout (a graceful shutdown keeps its last broadcasts and the
-// sessions the server persists while closing), and drops the rest.
+// flushQueue writes what is still queued at Close, until PublishTimeout
+// after Close was called (a graceful shutdown keeps its last broadcasts and
+// the sessions the server persists while closing; a write already in flight
+// at Close counts in that time), and drops the rest.
 func (b *Builder) flushQueue(batch []*outFrame) {
-	ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), b.flushUntil)
 	defer cancel()
 	for ctx.Err() == nil {
 		batch = batch[:0]
