@@ -41,7 +41,8 @@ import (
 
 const (
 	boundsPublishTimeout = 500 * time.Millisecond
-	// boundsMargin is added to every bound but the ack emit's: the bound is
+	// boundsMargin is added to every bound but the ack emit's and Close's
+	// with frames queued (those are under two PublishTimeouts): the bound is
 	// a promise, the margin absorbs scheduling on a loaded 2-core machine
 	// running the race detector and 36 measurements concurrently (measured
 	// overshoot: tens of milliseconds). It stays well under the 3s that
