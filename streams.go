@@ -326,13 +326,17 @@ func (r *streamReader) loop() {
 	t, b := r.t, r.t.b
 	bo := newBackoff(b.opts.MaxReconnectDelay)
 	last := ""
+	// After a failure the first read does not block, so that the adapter
+	// is reported connected as soon as Redis answers, not BlockTime later.
+	probe := false
 	for !r.stopped() {
 		var err error
 		if last == "" {
 			last, err = r.tail()
 		} else {
-			err = r.read(&last)
+			err = r.read(&last, !probe)
 		}
+		probe = err != nil
 		if r.stopped() {
 			return
 		}
@@ -365,11 +369,11 @@ func (r *streamReader) tail() (string, error) {
 }
 
 // read runs one XREAD and dispatches its entries.
-func (r *streamReader) read(last *string) error {
+func (r *streamReader) read(last *string, block bool) error {
 	o := &r.t.opts
 	ctx, cancel := context.WithTimeout(r.t.b.ctx, o.BlockTime+r.t.b.opts.HealthCheckInterval)
 	defer cancel()
-	res, err := r.t.b.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{r.key, *last}, Count: o.ReadCount, Block: o.BlockTime}).Result()
+	res, err := r.t.b.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{r.key, *last}, Count: o.ReadCount, Block: blockArg(block, o.BlockTime)}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil
 	}
@@ -410,4 +414,12 @@ func (r *streamReader) sleep(d time.Duration) bool {
 	case <-r.t.b.done:
 		return false
 	}
+}
+
+// blockArg is XReadArgs.Block: BlockTime, or no BLOCK argument at all.
+func blockArg(block bool, d time.Duration) time.Duration {
+	if !block {
+		return -1
+	}
+	return d
 }
