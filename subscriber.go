@@ -87,6 +87,9 @@ type subscriber struct {
 
 	rebalance     atomic.Bool
 	lastRebalance time.Time
+
+	// psubRefused is set once Redis refused PSUBSCRIBE (logged once).
+	psubRefused atomic.Bool
 }
 
 func newSubscriber(b *Builder, sharded bool) *subscriber {
@@ -482,6 +485,15 @@ func (s *subscriber) onReplyError(c *subConn, err error) {
 		// go-redis keeps the connection and never sends the refused
 		// command again, so the connection is replaced, which subscribes
 		// everything again.
+		if strings.Contains(strings.ToLower(msg), "'psubscribe'") {
+			// An ACL without +psubscribe (NOPERM), or a service without
+			// the command (ERR unknown command): retrying cannot help.
+			err = fmt.Errorf("%w (redis refuses pattern subscriptions: set Options.RoomSubscriptions)", err)
+			if !s.psubRefused.Swap(true) {
+				s.b.log.Error("redis refuses PSUBSCRIBE: set Options.RoomSubscriptions to subscribe per room instead; running single-instance until then",
+					slog.String("addr", s.b.addr), slog.Any("error", err))
+			}
+		}
 		c.markBroken()
 		s.connFailed(c, err)
 	}
