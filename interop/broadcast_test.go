@@ -8,12 +8,11 @@ import (
 	"time"
 )
 
-// TestServerCount: every server counts the four servers of the cluster, in
+// testServerCount: every server counts the four servers of the cluster, in
 // both namespaces.
-func TestServerCount(t *testing.T) {
-	e := getEnv(t)
+func testServerCount(t *testing.T, e *env) {
 	for _, s := range e.servers {
-		for _, nsp := range namespaces {
+		for _, nsp := range e.namespaces {
 			var out struct {
 				Count int `json:"count"`
 			}
@@ -73,8 +72,7 @@ func (e *env) expectDelivery(t *testing.T, actor *server, cs []*client, event, t
 	}
 }
 
-func TestBroadcast(t *testing.T) {
-	e := getEnv(t)
+func testBroadcast(t *testing.T, e *env) {
 	f := e.newRoomFixture(t)
 	cases := []struct {
 		name string
@@ -98,17 +96,9 @@ func TestBroadcast(t *testing.T) {
 				body["nsp"], body["event"], body["args"] = "/", "bc", []any{tag, 1, "two", M{"three": []any{3.5, true, nil}}}
 				actor.call(t, "emit", body, nil)
 				e.expectDelivery(t, actor, f.cs, "bc", tag, func(c *client) int { return tc.want(actor, c) })
-				// Arguments arrive intact.
-				st := e.states(t, f.cs)
-				for _, c := range f.cs {
-					for _, ev := range st[c.k].Events {
-						if ev.Event == "bc" && len(ev.Args) > 0 && ev.Args[0] == tag {
-							if want := roundTrip(body["args"]); !reflect.DeepEqual(ev.Args, want) {
-								t.Errorf("%s: %s received args %s, want %s", dir(actor, c.srv), c, jsonString(ev.Args), jsonString(want))
-							}
-						}
-					}
-				}
+				// Arguments arrive intact (with the stream offset when the
+				// cluster recovers, but for a local broadcast).
+				e.expectArgs(t, actor, f.cs, "bc", body["args"].([]any), body["local"] != true)
 			})
 		})
 	}
@@ -141,16 +131,7 @@ func TestBroadcast(t *testing.T) {
 			args := []any{tag, M{"$binary": "AAECA/+A"}, M{"nested": M{"$binary": "aGVsbG8="}, "list": []any{M{"$binary": ""}, 7}}}
 			actor.call(t, "emit", M{"nsp": "/", "event": "bin", "args": args}, nil)
 			e.expectDelivery(t, actor, f.cs, "bin", tag, func(*client) int { return 1 })
-			st := e.states(t, f.cs)
-			for _, c := range f.cs {
-				for _, ev := range st[c.k].Events {
-					if ev.Event == "bin" && len(ev.Args) > 0 && ev.Args[0] == tag {
-						if want := roundTrip(args); !reflect.DeepEqual(ev.Args, want) {
-							t.Errorf("%s: %s received %s, want %s (binary as Node Buffers)", dir(actor, c.srv), c, jsonString(ev.Args), jsonString(want))
-						}
-					}
-				}
-			}
+			e.expectArgs(t, actor, f.cs, "bin", args, true) // binary as Node Buffers
 		})
 	})
 
@@ -213,13 +194,14 @@ func TestBroadcast(t *testing.T) {
 	})
 }
 
-// TestBroadcastDate: a Date (msgpack timestamp) crossing Redis keeps its
+// testBroadcastDate: a Date (msgpack timestamp) crossing Redis keeps its
 // instant, and the clients of the servers of one language receive the same
 // text for it whichever server sent it. (Node's clients receive JavaScript's
 // Date.toJSON text, Go's clients Go's time.Time JSON text: the two languages
-// format differently, but each must be consistent.)
-func TestBroadcastDate(t *testing.T) {
-	e := getEnv(t)
+// format differently, but each must be consistent.) Where a Date crosses
+// Redis as JSON text (streams entries without binary), the clients of every
+// server but the sender's receive the text Node writes, Date.toJSON.
+func testBroadcastDate(t *testing.T, e *env) {
 	cs := e.connectOnePerServer(t, "/", nil)
 	dates := []string{"2000-06-13T00:00:00Z", "2021-01-02T03:04:05.678Z"}
 	// texts[receiver language][i] = the texts received for dates[i], with
@@ -252,6 +234,14 @@ func TestBroadcastDate(t *testing.T) {
 					if got, err := time.Parse(time.RFC3339Nano, text); err != nil || !got.Equal(want) {
 						t.Errorf("%s: %s received %q for the date %s", dir(actor, c.srv), c, text, d)
 					}
+					if e.spec.datesAsText {
+						// The wire carries the text: the other servers'
+						// clients get Node's, the sender's its server's own.
+						if js := want.UTC().Format("2006-01-02T15:04:05.000Z"); c.srv != actor && text != js {
+							t.Errorf("%s: %s received %q for the date %s, want JavaScript's %q", dir(actor, c.srv), c, text, d, js)
+						}
+						continue
+					}
 					if texts[c.srv.lang][i] == nil {
 						texts[c.srv.lang][i] = map[string][]string{}
 					}
@@ -269,10 +259,9 @@ func TestBroadcastDate(t *testing.T) {
 	}
 }
 
-// TestBroadcastNamespace: a broadcast in "/custom" reaches the "/custom"
+// testBroadcastNamespace: a broadcast in "/custom" reaches the "/custom"
 // clients of every server and none of the "/" clients, and the reverse.
-func TestBroadcastNamespace(t *testing.T) {
-	e := getEnv(t)
+func testBroadcastNamespace(t *testing.T, e *env) {
 	custom := e.connectOnePerServer(t, "/custom", nil)
 	root := e.connectOnePerServer(t, "/", nil)
 	both := append(append([]*client{}, custom...), root...)
@@ -292,6 +281,38 @@ func TestBroadcastNamespace(t *testing.T) {
 			}
 		}
 	})
+}
+
+// expectArgs checks the arguments of every event of cs named event whose first
+// argument is args[0]: they are args, followed, when the cluster recovers
+// state and the broadcast is recoverable (recoverable), by its stream offset,
+// the same one on every client (the sender stamps the entry id its XADD
+// returned, the other servers the id they read).
+func (e *env) expectArgs(t *testing.T, actor *server, cs []*client, event string, args []any, recoverable bool) {
+	t.Helper()
+	want := roundTrip(args)
+	offsets := map[string][]string{}
+	st := e.states(t, cs)
+	for _, c := range cs {
+		for _, ev := range st[c.k].Events {
+			if ev.Event != event || len(ev.Args) == 0 || ev.Args[0] != args[0] {
+				continue
+			}
+			got, off := e.payload(ev)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: %s received args %s, want %s", dir(actor, c.srv), c, jsonString(ev.Args), jsonString(want))
+			}
+			if e.spec.offsets && (off != "") != recoverable {
+				t.Errorf("%s: %s received args %s: stream offset present %v, want %v", dir(actor, c.srv), c, jsonString(ev.Args), off != "", recoverable)
+			}
+			if off != "" {
+				offsets[off] = append(offsets[off], c.srv.name)
+			}
+		}
+	}
+	if len(offsets) > 1 {
+		t.Errorf("from %s (%s): one broadcast arrived with different offsets: %v", actor.name, actor.lang, offsets)
+	}
 }
 
 func b2i(b bool) int {

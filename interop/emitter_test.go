@@ -43,49 +43,78 @@ func (e *env) nodeEmitter() emitterSource {
 	}}
 }
 
-// goEmitter runs ops through the Go emitter package; each call returns once
-// Redis has accepted the PUBLISH.
+// goEmitter runs ops through the Go emitter package (classic: PUBLISH);
+// each call returns once Redis has accepted the PUBLISH.
 func (e *env) goEmitter() emitterSource {
 	return emitterSource{name: "Go emitter package", lang: "Go emitter", run: func(t *testing.T, ops ...M) {
 		t.Helper()
 		rdb := redis.NewClient(&redis.Options{Addr: e.redisAddr})
 		defer rdb.Close()
-		em := emitter.New(rdb, &emitter.Options{Key: e.key})
-		strs := func(v any) []string {
-			list, _ := v.([]any)
-			out := make([]string, len(list))
-			for i, r := range list {
-				out[i] = fmt.Sprint(r)
-			}
-			return out
-		}
-		for _, o := range ops {
-			nsp, _ := o["nsp"].(string)
-			target := em.Of(nsp)
-			if o["op"] != "serverSideEmit" {
-				target = target.In(strs(o["in"])...).Except(strs(o["except"])...)
-			}
-			args, _ := fromWire(o["args"]).([]any)
-			var err error
-			switch o["op"] {
-			case "emit":
-				err = target.Emit(o["event"].(string), args...)
-			case "socketsJoin":
-				err = target.SocketsJoin(strs(o["rooms"])...)
-			case "socketsLeave":
-				err = target.SocketsLeave(strs(o["rooms"])...)
-			case "disconnectSockets":
-				err = target.DisconnectSockets(o["close"] == true)
-			case "serverSideEmit":
-				err = target.ServerSideEmit(append([]any{o["event"]}, args...)...)
-			default:
-				err = fmt.Errorf("unknown op %v", o["op"])
-			}
-			if err != nil {
-				t.Fatalf("Go emitter %v: %v", o, err)
-			}
-		}
+		runGoEmitter(t, emitter.New(rdb, &emitter.Options{Key: e.key}), ops)
 	}}
+}
+
+// goStreamsEmitter runs ops through the Go streams emitter
+// (emitter.NewStreams: XADD to the namespace's stream, serverSideEmit by
+// PUBLISH) with opts; each call returns once Redis has accepted the command.
+func (e *env) goStreamsEmitter(opts emitter.StreamsOptions) emitterSource {
+	return emitterSource{name: "Go streams emitter", lang: "Go emitter", run: func(t *testing.T, ops ...M) {
+		t.Helper()
+		rdb := redis.NewClient(&redis.Options{Addr: e.redisAddr})
+		defer rdb.Close()
+		runGoEmitter(t, emitter.NewStreams(rdb, &opts), ops)
+	}}
+}
+
+// goEmitterAPI is what the classic and streams Go emitters have in common.
+type goEmitterAPI[T any] interface {
+	Of(nsp string) T
+	In(rooms ...string) T
+	Except(rooms ...string) T
+	Emit(ev string, args ...any) error
+	SocketsJoin(rooms ...string) error
+	SocketsLeave(rooms ...string) error
+	DisconnectSockets(close bool) error
+	ServerSideEmit(args ...any) error
+}
+
+// runGoEmitter runs ops (see emitter.js) through em.
+func runGoEmitter[T goEmitterAPI[T]](t *testing.T, em T, ops []M) {
+	t.Helper()
+	strs := func(v any) []string {
+		list, _ := v.([]any)
+		out := make([]string, len(list))
+		for i, r := range list {
+			out[i] = fmt.Sprint(r)
+		}
+		return out
+	}
+	for _, o := range ops {
+		nsp, _ := o["nsp"].(string)
+		target := em.Of(nsp)
+		if o["op"] != "serverSideEmit" {
+			target = target.In(strs(o["in"])...).Except(strs(o["except"])...)
+		}
+		args, _ := fromWire(o["args"]).([]any)
+		var err error
+		switch o["op"] {
+		case "emit":
+			err = target.Emit(o["event"].(string), args...)
+		case "socketsJoin":
+			err = target.SocketsJoin(strs(o["rooms"])...)
+		case "socketsLeave":
+			err = target.SocketsLeave(strs(o["rooms"])...)
+		case "disconnectSockets":
+			err = target.DisconnectSockets(o["close"] == true)
+		case "serverSideEmit":
+			err = target.ServerSideEmit(append([]any{o["event"]}, args...)...)
+		default:
+			err = fmt.Errorf("unknown op %v", o["op"])
+		}
+		if err != nil {
+			t.Fatalf("Go emitter %v: %v", o, err)
+		}
+	}
 }
 
 // emitterDir names a direction from an emitter to a server.
@@ -139,8 +168,15 @@ func (e *env) testEmitter(t *testing.T, src emitterSource) {
 					t.Errorf("%s: %s: %s received it %d times, want %d", emitterDir(src, c.srv), tc.name, c, got, want)
 				}
 				for _, ev := range st[c.k].Events {
-					if ev.Event == "em" && ev.Args[0] == args[0] && !reflect.DeepEqual(ev.Args, roundTrip(args)) {
+					if ev.Event != "em" || ev.Args[0] != args[0] {
+						continue
+					}
+					got, off := e.payload(ev)
+					if !reflect.DeepEqual(got, roundTrip(args)) {
 						t.Errorf("%s: %s: %s received %s, want %s", emitterDir(src, c.srv), tc.name, c, jsonString(ev.Args), jsonString(args))
+					}
+					if e.spec.offsets && off == "" {
+						t.Errorf("%s: %s: %s received %s without its stream offset", emitterDir(src, c.srv), tc.name, c, jsonString(ev.Args))
 					}
 				}
 			}
@@ -243,15 +279,13 @@ func (e *env) expectMembersFrom(t *testing.T, src emitterSource, cs []*client, r
 	}
 }
 
-// TestNodeEmitter: the official Node emitter drives the Go servers (and the
+// testNodeEmitter: the official Node emitter drives the Go servers (and the
 // Node ones, as the reference).
-func TestNodeEmitter(t *testing.T) {
-	e := getEnv(t)
+func testNodeEmitter(t *testing.T, e *env) {
 	e.testEmitter(t, e.nodeEmitter())
 }
 
-// TestGoEmitter: the Go emitter package drives the Go and the Node servers.
-func TestGoEmitter(t *testing.T) {
-	e := getEnv(t)
+// testGoEmitter: the Go emitter package drives the Go and the Node servers.
+func testGoEmitter(t *testing.T, e *env) {
 	e.testEmitter(t, e.goEmitter())
 }

@@ -25,14 +25,16 @@ import (
 // JSON in and out), so that the tests drive Go and Node servers alike.
 type goServer struct {
 	name    string
+	nsps    []string
 	io      *socket.Server
 	builder *redisadapter.Builder
 	rdb     *redis.Client
 	http    *httptest.Server
 
-	mu        sync.Mutex
-	ready     map[string]bool      // nsp+" "+socket id: the connection handler ran
-	listeners map[string]*listener // nsp+" "+event
+	mu          sync.Mutex
+	ready       map[string]bool         // nsp+" "+socket id: the connection handler ran
+	listeners   map[string]*listener    // nsp+" "+event
+	connections map[string][]connection // by namespace, in order
 }
 
 // listener records the server-side events of one name and answers their acks.
@@ -47,26 +49,47 @@ type serverEvent struct {
 	Ack  bool  `json:"ack"`
 }
 
-// namespaces are the namespaces every server of the cluster has.
-var namespaces = []string{"/", "/custom"}
+// connection is what the connection handler saw of a socket (as the
+// "connections" action of streams-server.js reports it).
+type connection struct {
+	ID        string   `json:"id"`
+	Recovered bool     `json:"recovered"`
+	Rooms     []string `json:"rooms"`
+	Data      any      `json:"data"`
+}
 
-func startGoServer(name, redisAddr, key string, requestsTimeout time.Duration) *goServer {
+// startGoServer starts a Go server of e's cluster: the namespaces of e, the
+// adapter of e's spec on a Redis client named <key>-<name> (so that CLIENT
+// LIST tells its connections), connect timeout 1s.
+func startGoServer(name string, e *env) *goServer {
 	g := &goServer{
-		name:      name,
-		rdb:       redis.NewClient(&redis.Options{Addr: redisAddr}),
-		ready:     map[string]bool{},
-		listeners: map[string]*listener{},
+		name:        name,
+		nsps:        e.namespaces,
+		rdb:         redis.NewClient(&redis.Options{Addr: e.redisAddr, ClientName: e.key + "-" + name}),
+		ready:       map[string]bool{},
+		listeners:   map[string]*listener{},
+		connections: map[string][]connection{},
 	}
-	g.builder = redisadapter.New(g.rdb, &redisadapter.Options{Key: key, RequestsTimeout: requestsTimeout})
+	g.builder = e.spec.goAdapter(g.rdb, e.key)
 	opts := socket.DefaultServerOptions()
 	opts.SetConnectTimeout(time.Second)
+	if e.spec.goRecovery {
+		// Node's defaults (socket.io fills them in the same way).
+		csr := &socket.ConnectionStateRecovery{}
+		csr.SetMaxDisconnectionDuration(2 * 60 * 1000)
+		csr.SetSkipMiddlewares(true)
+		opts.SetConnectionStateRecovery(csr)
+	}
 	opts.SetAdapter(g.builder)
 	g.io = socket.NewServer(nil, opts)
-	for _, nsp := range namespaces {
+	for _, nsp := range g.nsps {
 		g.io.Of(nsp, nil).On("connection", func(args ...any) {
 			s := args[0].(*socket.Socket)
 			g.mu.Lock()
 			g.ready[nsp+" "+string(s.Id())] = true
+			g.connections[nsp] = append(g.connections[nsp], connection{
+				ID: string(s.Id()), Recovered: s.Recovered(), Rooms: roomStrings(s.Rooms()), Data: toWire(s.Data()),
+			})
 			g.mu.Unlock()
 			s.On("disconnect", func(...any) {
 				g.mu.Lock()
@@ -97,19 +120,20 @@ func (g *goServer) close() {
 
 // controlRequest is the union of the fields of every control action.
 type controlRequest struct {
-	Nsp     string          `json:"nsp"`
-	Event   string          `json:"event"`
-	Args    []any           `json:"args"`
-	In      []any           `json:"in"`
-	Except  []any           `json:"except"`
-	Local   bool            `json:"local"`
-	Timeout *float64        `json:"timeout"` // ms
-	Rooms   []any           `json:"rooms"`
-	Close   bool            `json:"close"`
-	Ack     bool            `json:"ack"`
-	ID      string          `json:"id"`
-	Data    any             `json:"data"`
-	Reply   json.RawMessage `json:"reply"`
+	Nsp      string          `json:"nsp"`
+	Event    string          `json:"event"`
+	Args     []any           `json:"args"`
+	In       []any           `json:"in"`
+	Except   []any           `json:"except"`
+	Local    bool            `json:"local"`
+	Timeout  *float64        `json:"timeout"` // ms
+	Rooms    []any           `json:"rooms"`
+	Close    bool            `json:"close"`
+	Ack      bool            `json:"ack"`
+	ID       string          `json:"id"`
+	Data     any             `json:"data"`
+	Reply    json.RawMessage `json:"reply"`
+	Volatile bool            `json:"volatile"`
 }
 
 func (g *goServer) control(w http.ResponseWriter, r *http.Request) {
@@ -145,7 +169,7 @@ func (g *goServer) nsp(req *controlRequest) (socket.Namespace, error) {
 	if name == "" {
 		name = "/"
 	}
-	for _, n := range namespaces {
+	for _, n := range g.nsps {
 		if n == name {
 			return g.io.Of(name, nil), nil
 		}
@@ -161,6 +185,9 @@ func (g *goServer) operator(req *controlRequest) (*socket.BroadcastOperator, err
 	op := n.To(rooms(req.In)...).Except(rooms(req.Except)...)
 	if req.Local {
 		op = op.Local()
+	}
+	if req.Volatile {
+		op = op.Volatile()
 	}
 	return op, nil
 }
@@ -416,11 +443,20 @@ func (g *goServer) do(action string, req *controlRequest) (any, error) {
 		defer g.mu.Unlock()
 		n.Sockets().Range(func(id socket.SocketId, s *socket.Socket) bool {
 			if g.ready[n.Name()+" "+string(id)] {
-				list = append(list, map[string]any{"id": string(id), "rooms": roomStrings(s.Rooms()), "data": toWire(s.Data())})
+				list = append(list, map[string]any{"id": string(id), "rooms": roomStrings(s.Rooms()), "data": toWire(s.Data()), "recovered": s.Recovered()})
 			}
 			return true
 		})
 		return map[string]any{"sockets": list}, nil
+
+	case "connections":
+		n, err := g.nsp(req)
+		if err != nil {
+			return nil, err
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return map[string]any{"connections": append([]connection{}, g.connections[n.Name()]...)}, nil
 	}
 	return nil, errors.New("unknown action " + action)
 }

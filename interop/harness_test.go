@@ -1,11 +1,14 @@
 //go:build interop
 
 // Package interop proves that Go servers using redisadapter and Node.js
-// servers using the official @socket.io/redis-adapter form one Socket.IO
-// cluster. The tests start their own redis-server, two Node servers
-// (server.js), two Go servers in this process and a driver of real
-// socket.io-client clients (clients.js), then run every cluster operation from
-// a Go server and from a Node server and check the clients of all four.
+// servers using the official Node adapters form one Socket.IO cluster, for
+// each transport: classic (@socket.io/redis-adapter's createAdapter; the Go
+// servers with a pattern per namespace, then with room subscriptions), sharded
+// (createShardedAdapter) and streams (@socket.io/redis-streams-adapter, with
+// connection state recovery). Each suite starts its own redis-server, two
+// Node servers, two Go servers in this process and a driver of real
+// socket.io-client clients (clients.js), runs every cluster operation from
+// every server and checks the clients and servers of both languages.
 //
 // Run with: go test -tags interop ./interop/   (after `npm ci` in interop/)
 package interop
@@ -26,6 +29,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,11 +39,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/d38ad898/redisadapter"
 	"github.com/redis/go-redis/v9"
 )
 
 const (
-	// requestsTimeout is the adapters' requestsTimeout, Go and Node alike.
+	// requestsTimeout is the adapters' requestsTimeout, Go and Node alike
+	// (classic; the sharded and streams suites say theirs).
 	requestsTimeout = 1500 * time.Millisecond
 	// waitTimeout bounds every wait for a condition.
 	waitTimeout = 10 * time.Second
@@ -54,6 +60,7 @@ var nodePackages = []struct{ name, version string }{
 	{"socket.io-client", "4.8."},
 	{"@socket.io/redis-adapter", "8."},
 	{"@socket.io/redis-emitter", "5."},
+	{"@socket.io/redis-streams-adapter", "0.3."},
 	{"redis", "4."},
 }
 
@@ -67,25 +74,61 @@ type server struct {
 	proc *proc     // Node servers
 }
 
-// env is the whole test cluster, shared by the tests of the package.
-type env struct {
-	redis     *proc
-	redisAddr string
-	rdb       *redis.Client
-	key       string
-	servers   []*server // go-0, go-1, node-0, node-1
-	clients   *proc
-	clientURL string
-	seq       atomic.Int64
-	versions  map[string]string
+// clusterSpec describes one test cluster: two Go servers on one adapter mode
+// and two Node servers running one script, on a redis-server.
+type clusterSpec struct {
+	suite string // for logs: "classic (Go: pattern)"
+	// redis is the redis-server to use; nil starts one for the cluster.
+	redis *redisServer
+	// namespaces of every server; default "/" and "/custom".
+	namespaces []string
+	// goAdapter builds the adapter of a Go server on its Redis client, with
+	// the cluster's key.
+	goAdapter func(rdb *redis.Client, key string) *redisadapter.Builder
+	// goRecovery turns on the Go servers' connection state recovery
+	// (Node's defaults: 2 minutes, middlewares skipped).
+	goRecovery bool
+	// nodeScript is the Node server (server.js, sharded-server.js,
+	// streams-server.js); nodeEnv its configuration beyond PORT, REDIS_URL,
+	// KEY, NAME and NAMESPACES.
+	nodeScript string
+	nodeEnv    func(e *env) []string
+	// ready reports whether every server listens to the cluster (e.g.
+	// PUBSUB NUMSUB); the start waits for it.
+	ready func(e *env) (bool, string)
+	// offsets: recoverable broadcasts carry their stream entry id as their
+	// last argument (streams with recovery).
+	offsets bool
+	// datesAsText: a Date crosses Redis as JSON text (streams entries
+	// without binary), not as a MessagePack timestamp.
+	datesAsText bool
+	// noAllRooms tells the servers that have no allRooms (Node's streams
+	// adapter).
+	noAllRooms func(s *server) bool
 }
 
-var (
-	theEnv   *env
-	envErr   error
-	envOnce  sync.Once
-	envStart time.Time
-)
+// env is one test cluster.
+type env struct {
+	spec       clusterSpec
+	redis      *redisServer
+	redisAddr  string
+	rdb        *redis.Client
+	key        string
+	namespaces []string
+	servers    []*server // go-0, go-1, node-0, node-1
+	clients    *proc
+	clientURL  string
+	seq        atomic.Int64
+	versions   map[string]string
+}
+
+// redisServer is a redis-server process of the suite, on a free loopback
+// port.
+type redisServer struct {
+	proc *proc
+	addr string
+	rdb  *redis.Client
+}
 
 // goServerZone is the local time zone of this process, and so of the Go
 // servers: not UTC, so that time-zone mistakes show whatever the machine's
@@ -94,28 +137,7 @@ var goServerZone = time.FixedZone("UTC+02:00", 2*60*60)
 
 func TestMain(m *testing.M) {
 	time.Local = goServerZone
-	code := m.Run()
-	if theEnv != nil {
-		theEnv.close()
-	}
-	os.Exit(code)
-}
-
-// getEnv returns the shared cluster, starting it on first use. A missing
-// prerequisite fails the test (never skips it).
-func getEnv(t *testing.T) *env {
-	t.Helper()
-	envOnce.Do(func() {
-		envStart = time.Now()
-		theEnv, envErr = startEnv()
-		if envErr == nil {
-			t.Logf("cluster up in %v: %s", time.Since(envStart).Round(time.Millisecond), theEnv.describe())
-		}
-	})
-	if envErr != nil {
-		t.Fatalf("interop cluster not available: %v", envErr)
-	}
-	return theEnv
+	os.Exit(m.Run())
 }
 
 // checkPrerequisites reports what is missing to run the suite, with the way
@@ -154,80 +176,138 @@ func checkPrerequisites() (map[string]string, error) {
 	if len(problems) > 0 {
 		return nil, errors.New(strings.Join(problems, "; "))
 	}
+	if out, err := exec.Command("node", "--version").Output(); err == nil {
+		versions["node"] = strings.TrimSpace(string(out))
+	}
+	if out, err := exec.Command("redis-server", "--version").Output(); err == nil {
+		versions["redis-server"] = strings.TrimSpace(string(out))
+	}
 	return versions, nil
 }
 
-func startEnv() (_ *env, err error) {
-	versions, err := checkPrerequisites()
-	if err != nil {
-		return nil, err
+// startRedis starts a redis-server on a free loopback port, without
+// persistence; it is stopped at the end of the test. A missing prerequisite
+// fails the test (never skips it).
+func startRedis(t testing.TB) *redisServer {
+	t.Helper()
+	if _, err := checkPrerequisites(); err != nil {
+		t.Fatalf("interop prerequisites: %v", err)
 	}
-	e := &env{key: "interop-" + randHex(4), versions: versions}
-	defer func() {
-		if err != nil {
-			e.close()
-		}
-	}()
-	if out, err := exec.Command("node", "--version").Output(); err == nil {
-		e.versions["node"] = strings.TrimSpace(string(out))
-	}
-	if out, err := exec.Command("redis-server", "--version").Output(); err == nil {
-		e.versions["redis-server"] = strings.TrimSpace(string(out))
-	}
-
-	// Redis, on a free loopback port.
 	port, err := freePort()
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
-	e.redisAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	e.redis, err = startProc("redis-server", "redis-server", nil, false,
+	r := &redisServer{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	r.proc, err = startProc("redis-server", "redis-server", nil, false,
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
-	e.rdb = redis.NewClient(&redis.Options{Addr: e.redisAddr})
+	r.rdb = redis.NewClient(&redis.Options{Addr: r.addr})
+	t.Cleanup(func() {
+		_ = r.rdb.Close()
+		r.proc.stop()
+	})
 	if err := waitCond(startTimeout, func() bool {
-		return e.redis.alive() && e.rdb.Ping(context.Background()).Err() == nil
+		return r.proc.alive() && r.rdb.Ping(context.Background()).Err() == nil
 	}); err != nil {
-		return nil, fmt.Errorf("redis-server did not answer on %s: %v\n%s", e.redisAddr, err, e.redis.output())
+		t.Fatalf("redis-server did not answer on %s: %v\n%s", r.addr, err, r.proc.output())
 	}
+	return r
+}
 
-	// Two Go servers in this process, two Node servers.
+// startCluster starts the cluster of spec: its Go servers in this process,
+// its Node servers and clients.js as processes (concurrently), and waits
+// until every server is ready. Everything is stopped, each process by its
+// own PID, at the end of the test.
+func startCluster(t testing.TB, spec clusterSpec) *env {
+	t.Helper()
+	begin := time.Now()
+	versions, err := checkPrerequisites()
+	if err != nil {
+		t.Fatalf("interop prerequisites: %v", err)
+	}
+	if spec.redis == nil {
+		spec.redis = startRedis(t)
+	}
+	if spec.namespaces == nil {
+		spec.namespaces = []string{"/", "/custom"}
+	}
+	e := &env{spec: spec, redis: spec.redis, redisAddr: spec.redis.addr, rdb: spec.redis.rdb,
+		key: "interop-" + randHex(4), namespaces: spec.namespaces, versions: versions}
+	t.Cleanup(e.close)
+
 	for i := 0; i < 2; i++ {
-		g := startGoServer(fmt.Sprintf("go-%d", i), e.redisAddr, e.key, requestsTimeout)
+		g := startGoServer(fmt.Sprintf("go-%d", i), e)
 		e.servers = append(e.servers, &server{name: g.name, lang: "Go", url: g.http.URL, goS: g})
 	}
-	for i := 0; i < 2; i++ {
-		name := fmt.Sprintf("node-%d", i)
-		p, err := startProc(name, "node", []string{
-			"PORT=0", "REDIS_URL=redis://" + e.redisAddr, "KEY=" + e.key, "NAME=" + name,
-			"REQUESTS_TIMEOUT=" + strconv.Itoa(int(requestsTimeout/time.Millisecond)),
-		}, true, "server.js")
-		if err != nil {
-			return nil, err
-		}
-		e.servers = append(e.servers, &server{name: name, lang: "Node", url: "http://" + p.listening, proc: p})
+	type started struct {
+		p   *proc
+		err error
 	}
-	e.clients, err = startProc("clients.js", "node", []string{"PORT=0"}, true, "clients.js")
-	if err != nil {
-		return nil, err
+	var wg sync.WaitGroup
+	procs := make([]started, 3)
+	for i := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i == 2 {
+				procs[i].p, procs[i].err = startProc("clients.js", "node", []string{"PORT=0"}, true, "clients.js")
+				return
+			}
+			name := fmt.Sprintf("node-%d", i)
+			env := append([]string{"PORT=0", "REDIS_URL=redis://" + e.redisAddr, "KEY=" + e.key, "NAME=" + name,
+				"NAMESPACES=" + strings.Join(e.namespaces, ",")}, spec.nodeEnv(e)...)
+			procs[i].p, procs[i].err = startProc(name, "node", env, true, spec.nodeScript)
+		}()
+	}
+	wg.Wait()
+	for i, s := range procs {
+		if s.p != nil {
+			if i == 2 {
+				e.clients = s.p
+			} else {
+				e.servers = append(e.servers, &server{name: s.p.name, lang: "Node", url: "http://" + s.p.listening, proc: s.p})
+			}
+		}
+	}
+	for _, s := range procs {
+		if s.err != nil {
+			t.Fatalf("%s: %v", spec.suite, s.err)
+		}
 	}
 	e.clientURL = "http://" + e.clients.listening
 
-	// Every server subscribed to both namespaces.
-	for _, nsp := range namespaces {
-		ch := e.key + "-request#" + nsp + "#"
-		var last int64
-		if err := waitCond(startTimeout, func() bool {
-			m, err := e.rdb.PubSubNumSub(context.Background(), ch).Result()
-			last = m[ch]
-			return err == nil && last == int64(len(e.servers))
-		}); err != nil {
-			return nil, fmt.Errorf("%d servers subscribed to %s, want %d\n%s", last, ch, len(e.servers), e.logs())
-		}
+	var detail string
+	if err := waitCond(startTimeout, func() bool {
+		var ok bool
+		ok, detail = spec.ready(e)
+		return ok
+	}); err != nil {
+		t.Fatalf("%s: servers not ready: %s\n%s", spec.suite, detail, e.logs())
 	}
-	return e, nil
+	t.Logf("%s: cluster up in %v: %s", spec.suite, time.Since(begin).Round(time.Millisecond), e.describe())
+	return e
+}
+
+// numSubReady is a clusterSpec.ready: every server subscribes to channel(nsp)
+// of every namespace (PUBSUB NUMSUB, or SHARDNUMSUB).
+func numSubReady(channel func(e *env, nsp string) string, sharded bool) func(e *env) (bool, string) {
+	return func(e *env) (bool, string) {
+		for _, nsp := range e.namespaces {
+			ch := channel(e, nsp)
+			var n int64
+			if sharded {
+				n = e.shardNumSub(ch)
+			} else if m, err := e.rdb.PubSubNumSub(context.Background(), ch).Result(); err == nil {
+				n = m[ch]
+			}
+			if n != int64(len(e.servers)) {
+				return false, fmt.Sprintf("%d servers subscribed to %s, want %d", n, ch, len(e.servers))
+			}
+		}
+		return true, ""
+	}
 }
 
 func (e *env) describe() string {
@@ -247,7 +327,8 @@ func (e *env) describe() string {
 	return fmt.Sprintf("redis %s, key %q, servers %s; %s", e.redisAddr, e.key, strings.Join(names, " "), strings.Join(parts, ", "))
 }
 
-// close stops everything the env started, each process by its own PID.
+// close stops everything the cluster started (not its redis-server, which
+// stops with the test that started it), each process by its own PID.
 func (e *env) close() {
 	for _, s := range e.servers {
 		if s.goS != nil {
@@ -259,12 +340,6 @@ func (e *env) close() {
 	}
 	if e.clients != nil {
 		e.clients.stop()
-	}
-	if e.rdb != nil {
-		_ = e.rdb.Close()
-	}
-	if e.redis != nil {
-		e.redis.stop()
 	}
 }
 
@@ -280,6 +355,32 @@ func (e *env) logs() string {
 		fmt.Fprintf(&b, "--- clients.js output:\n%s\n", e.clients.output())
 	}
 	return b.String()
+}
+
+func (e *env) shardNumSub(channel string) int64 {
+	m, err := e.rdb.PubSubShardNumSub(context.Background(), channel).Result()
+	if err != nil {
+		return -1
+	}
+	return m[channel]
+}
+
+// suiteTest is one test of a suite's table, run on the suite's cluster.
+type suiteTest struct {
+	name string
+	run  func(t *testing.T, e *env)
+}
+
+// runTests runs tests as subtests on e, and prints the Node logs if one
+// failed.
+func (e *env) runTests(t *testing.T, tests []suiteTest) {
+	t.Helper()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, e) })
+	}
+	if t.Failed() {
+		t.Logf("%s logs:\n%s", e.spec.suite, strings.TrimSpace(e.logs()))
+	}
 }
 
 // ---------------------------------------------------------------------------
@@ -523,6 +624,32 @@ type clientState struct {
 	Disconnects   []string      `json:"disconnects"`
 	ConnectErrors []string      `json:"connectErrors"`
 	Events        []clientEvent `json:"events"`
+	// Connection state recovery (see clients.js).
+	Recovered   bool   `json:"recovered"`
+	PID         string `json:"pid"`
+	LastOffset  string `json:"lastOffset"`
+	URL         string `json:"url"`
+	Connections []struct {
+		ID        string `json:"id"`
+		Recovered bool   `json:"recovered"`
+		URL       string `json:"url"`
+	} `json:"connections"`
+}
+
+// offsetRE matches a stream entry id, the offset a streams server with
+// recovery appends to a recoverable broadcast.
+var offsetRE = regexp.MustCompile(`^[0-9]+-[0-9]+$`)
+
+// payload splits the arguments of an event a client received into those the
+// sender emitted and the offset appended to them ("" when there is none: the
+// cluster does not recover, or the packet is not recoverable).
+func (e *env) payload(ev clientEvent) ([]any, string) {
+	if e.spec.offsets && len(ev.Args) > 0 {
+		if s, ok := ev.Args[len(ev.Args)-1].(string); ok && offsetRE.MatchString(s) {
+			return ev.Args[:len(ev.Args)-1], s
+		}
+	}
+	return ev.Args, ""
 }
 
 func (e *env) clientCall(t testing.TB, action string, body M, out any) {
@@ -703,7 +830,11 @@ func (e *env) fence(t testing.TB, cs []*client) {
 // settle waits until every server has processed what actor published before:
 // a fetchSockets from actor completes only after every other server answered
 // it, and each of them (and actor itself, for its own frames) reads Redis in
-// publish order. Then it fences cs.
+// publish order. Then it fences cs. In streams mode the fetchSockets request
+// travels by pub/sub and orders only the other ephemeral messages (e.g.
+// serverSideEmit); the fence, through the stream, orders the entries (joins,
+// leaves, disconnects), so tests that change memberships there pass the
+// clients to fence, or wait for the memberships they expect.
 func (e *env) settle(t testing.TB, actor *server, nsp string, cs []*client) {
 	t.Helper()
 	var out struct {
@@ -744,16 +875,6 @@ func (e *env) forEachActor(t *testing.T, f func(t *testing.T, actor *server)) {
 	for _, s := range e.servers {
 		t.Run("from "+s.name, func(t *testing.T) { f(t, s) })
 	}
-}
-
-// clientOf returns the client of cs connected to srv.
-func clientOf(cs []*client, srv *server) *client {
-	for _, c := range cs {
-		if c.srv == srv {
-			return c
-		}
-	}
-	return nil
 }
 
 // roundTrip returns v after a JSON round trip, the form in which the control

@@ -3,20 +3,14 @@
 package interop
 
 import (
-	"context"
 	"fmt"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/d38ad898/redisadapter"
 	"github.com/redis/go-redis/v9"
-	"github.com/zishang520/socket.io/v2/socket"
 )
 
 // The sharded interop suite: two Go servers on redisadapter.NewSharded and two
@@ -27,145 +21,6 @@ import (
 // covered. Private messages to Go sockets matter most: Go socket ids have 24
 // characters, so in dynamic mode Node publishes them on the socket's room
 // channel, which only a Go server that subscribes to its own socket ids hears.
-
-// shardedGoServer is a Go server of the control API (goServer) on a
-// ShardedBuilder.
-type shardedGoServer struct {
-	g *goServer
-	b *redisadapter.ShardedBuilder
-}
-
-func startShardedGoServer(name, redisAddr, prefix, mode string) *shardedGoServer {
-	g := &goServer{
-		name:      name,
-		rdb:       redis.NewClient(&redis.Options{Addr: redisAddr}),
-		ready:     map[string]bool{},
-		listeners: map[string]*listener{},
-	}
-	b := redisadapter.NewSharded(g.rdb, &redisadapter.ShardedOptions{
-		ChannelPrefix:    prefix,
-		SubscriptionMode: redisadapter.SubscriptionMode(mode),
-		RequestsTimeout:  5 * time.Second, // Node's fixed value
-	})
-	opts := socket.DefaultServerOptions()
-	opts.SetConnectTimeout(time.Second)
-	opts.SetAdapter(b)
-	g.io = socket.NewServer(nil, opts)
-	for _, nsp := range namespaces {
-		g.io.Of(nsp, nil).On("connection", func(args ...any) {
-			s := args[0].(*socket.Socket)
-			g.mu.Lock()
-			g.ready[nsp+" "+string(s.Id())] = true
-			g.mu.Unlock()
-			s.On("disconnect", func(...any) {
-				g.mu.Lock()
-				delete(g.ready, nsp+" "+string(s.Id()))
-				g.mu.Unlock()
-			})
-		})
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/socket.io/", g.io.ServeHandler(nil))
-	mux.HandleFunc("/control/", g.control)
-	g.http = httptest.NewServer(mux)
-	return &shardedGoServer{g: g, b: b}
-}
-
-func (s *shardedGoServer) close() {
-	done := make(chan struct{})
-	s.g.io.Close(func(error) { close(done) })
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-	}
-	s.g.http.Close()
-	_ = s.b.Close()
-	_ = s.g.rdb.Close()
-}
-
-// startShardedEnv starts the sharded cluster of one subscription mode; it is
-// stopped at the end of the test.
-func startShardedEnv(t *testing.T, mode string) *env {
-	t.Helper()
-	versions, err := checkPrerequisites()
-	if err != nil {
-		t.Fatalf("interop prerequisites: %v", err)
-	}
-	e := &env{key: "sharded-" + randHex(4), versions: versions}
-	var goServers []*shardedGoServer
-	t.Cleanup(func() {
-		for _, g := range goServers {
-			g.close()
-		}
-		for _, s := range e.servers {
-			if s.proc != nil {
-				s.proc.stop()
-			}
-		}
-		if e.clients != nil {
-			e.clients.stop()
-		}
-		if e.rdb != nil {
-			_ = e.rdb.Close()
-		}
-		if e.redis != nil {
-			e.redis.stop()
-		}
-	})
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.redisAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	e.redis, err = startProc("redis-server", "redis-server", nil, false,
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.rdb = redis.NewClient(&redis.Options{Addr: e.redisAddr})
-	if err := waitCond(startTimeout, func() bool { return e.redis.alive() && e.rdb.Ping(context.Background()).Err() == nil }); err != nil {
-		t.Fatalf("redis-server did not answer: %v\n%s", err, e.redis.output())
-	}
-	for i := 0; i < 2; i++ {
-		g := startShardedGoServer(fmt.Sprintf("go-%d", i), e.redisAddr, e.key, mode)
-		goServers = append(goServers, g)
-		e.servers = append(e.servers, &server{name: g.g.name, lang: "Go", url: g.g.http.URL})
-	}
-	for i := 0; i < 2; i++ {
-		name := fmt.Sprintf("node-%d", i)
-		p, err := startProc(name, "node", []string{
-			"PORT=0", "REDIS_URL=redis://" + e.redisAddr, "KEY=" + e.key, "NAME=" + name, "SUBSCRIPTION_MODE=" + mode,
-		}, true, "sharded-server.js")
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.servers = append(e.servers, &server{name: name, lang: "Node", url: "http://" + p.listening, proc: p})
-	}
-	e.clients, err = startProc("clients.js", "node", []string{"PORT=0"}, true, "clients.js")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.clientURL = "http://" + e.clients.listening
-	for _, nsp := range namespaces {
-		ch := e.key + "#" + nsp + "#"
-		var last int64
-		if err := waitCond(startTimeout, func() bool {
-			last = e.shardNumSub(ch)
-			return last == int64(len(e.servers))
-		}); err != nil {
-			t.Fatalf("%d servers subscribed to %s, want %d\n%s", last, ch, len(e.servers), e.logs())
-		}
-	}
-	return e
-}
-
-func (e *env) shardNumSub(channel string) int64 {
-	m, err := e.rdb.PubSubShardNumSub(context.Background(), channel).Result()
-	if err != nil {
-		return -1
-	}
-	return m[channel]
-}
 
 // waitRoomChannel waits until n servers subscribe to the channel of room on
 // "/" (Node's subscriptions after a join are asynchronous).
@@ -187,11 +42,21 @@ func roomSubscribers(mode string, holders int) int {
 	return holders
 }
 
-func TestShardedInterop(t *testing.T) {
+func TestSharded(t *testing.T) {
 	for _, mode := range []string{"dynamic", "static", "dynamic-private"} {
 		t.Run(mode, func(t *testing.T) {
-			e := startShardedEnv(t, mode)
-			t.Logf("sharded cluster (%s): %s", mode, e.describe())
+			e := startCluster(t, clusterSpec{
+				suite: "sharded (" + mode + ")",
+				goAdapter: func(rdb *redis.Client, key string) *redisadapter.Builder {
+					return redisadapter.NewSharded(rdb, &redisadapter.ShardedOptions{
+						Options:          redisadapter.Options{Key: key, RequestsTimeout: 5 * time.Second}, // Node's fixed value
+						SubscriptionMode: redisadapter.SubscriptionMode(mode),
+					})
+				},
+				nodeScript: "sharded-server.js",
+				nodeEnv:    func(*env) []string { return []string{"SUBSCRIPTION_MODE=" + mode} },
+				ready:      numSubReady(func(e *env, nsp string) string { return e.key + "#" + nsp + "#" }, true),
+			})
 			testShardedInterop(t, e, mode)
 		})
 	}
@@ -200,7 +65,7 @@ func TestShardedInterop(t *testing.T) {
 func testShardedInterop(t *testing.T, e *env, mode string) {
 	t.Run("serverCount", func(t *testing.T) {
 		for _, s := range e.servers {
-			for _, nsp := range namespaces {
+			for _, nsp := range e.namespaces {
 				var out struct {
 					Count int `json:"count"`
 				}
