@@ -1,155 +1,134 @@
 package redisadapter
 
 import (
-	"encoding/hex"
+	"context"
+	"os"
 	"testing"
-	"time"
 
+	"github.com/d38ad898/redisadapter/internal/testkit"
+	"github.com/d38ad898/redisadapter/internal/wire"
+	"github.com/redis/go-redis/v9"
+	"github.com/zishang520/engine.io/v2/types"
 	"github.com/zishang520/socket.io-go-parser/v2/parser"
 	"github.com/zishang520/socket.io/v2/socket"
 )
 
+// The hot paths, measured: publish (Broadcast to a room held by another
+// server, through the publisher to Redis), receive (a raw frame to the write
+// into a local client's engine) and the drop of frames for rooms not held.
+// miniredis by default, the real Redis of REDIS_URL when set (the sharded
+// mode needs it).
+
 // chatData is a typical chat payload of about 100 bytes.
 var chatData = []any{"chat message", map[string]any{"name": "ada", "text": "the quick brown fox jumps over the lazy dog, twice over"}}
 
-func BenchmarkEncodeBroadcast(b *testing.B) {
-	pkt := &parser.Packet{Type: parser.EVENT, Data: chatData, Nsp: "/"}
-	rooms := []socket.Room{"lobby"}
-	b.ReportAllocs()
-	var n int
-	for i := 0; i < b.N; i++ {
-		e := getEncoder()
-		if err := e.appendBroadcast("zsEYvl", pkt, rooms, nil, wireFlags{}); err != nil {
-			b.Fatal(err)
-		}
-		n = e.buf.Len()
-		putEncoder(e)
+// benchRedis returns a client factory for the benchmark's Redis.
+func benchRedis(b *testing.B, needsReal bool) func() redis.UniversalClient {
+	if needsReal && os.Getenv("REDIS_URL") == "" {
+		b.Skip("needs a real Redis 7: set REDIS_URL")
 	}
-	b.SetBytes(int64(n))
+	r := testkit.NewRedis(b)
+	return func() redis.UniversalClient { return r.Client(b) }
 }
 
-func BenchmarkDecodeBroadcast(b *testing.B) {
-	e := getEncoder()
-	_ = e.appendBroadcast("zsEYvl", &parser.Packet{Type: parser.EVENT, Data: chatData, Nsp: "/"}, []socket.Room{"lobby"}, nil, wireFlags{})
-	frame := append([]byte(nil), e.buf.Bytes()...)
-	b.SetBytes(int64(len(frame)))
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		if _, err := decodeBroadcast(frame); err != nil {
-			b.Fatal(err)
-		}
-	}
+func benchModes() []testkit.Mode {
+	return []testkit.Mode{modeClassic(), modeRooms(), modeSharded(SubscriptionModeDynamic), modeStreams()}
 }
 
-func BenchmarkDecodeGoldenKinds(b *testing.B) {
-	frame, _ := hex.DecodeString(golden["kinds"])
-	b.SetBytes(int64(len(frame)))
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		if _, err := decodeBroadcast(frame); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkBroadcastRemoteRoom measures Broadcast to a room whose only member
-// is on another server: encode, queue, and the publisher's pipelined writes
-// (miniredis by default, real Redis under REDIS_URL). The caller's cost is
-// ns/op; msgs/s counts frames that reached Redis during the run.
+// BenchmarkBroadcastRemoteRoom is the caller's cost of Broadcast to a room
+// whose only member is on another server; published/s counts the frames the
+// publisher wrote to Redis during the run.
 func BenchmarkBroadcastRemoteRoom(b *testing.B) {
-	c := newCluster(b, 2, nil)
-	_, s := c.connect(1, "/")
-	s.Join("remote-room")
-	a := ns(c, 0, "/").Adapter().(*Adapter)
-	opts := &socket.BroadcastOptions{Rooms: socketRooms("remote-room")}
-	before := c.nodes[0].b.Stats()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		a.Broadcast(&parser.Packet{Type: parser.EVENT, Data: chatData}, opts)
-	}
-	waitFor(b, "queue drained", func() bool { return len(c.nodes[0].b.queue) == 0 })
-	b.StopTimer()
-	after := c.nodes[0].b.Stats()
-	b.ReportMetric(float64(after.Published-before.Published)/b.Elapsed().Seconds(), "published/s")
-	if d := after.PublishDropped - before.PublishDropped; d > 0 {
-		b.ReportMetric(float64(d), "dropped")
+	for _, m := range benchModes() {
+		b.Run(m.Name, func(b *testing.B) {
+			client := benchRedis(b, m.NeedsRealRedis)
+			key := testkit.UniqueKey(b)
+			sender := testkit.NewNode(b, m.New(client(), key))
+			receiver := testkit.NewNode(b, m.New(client(), key))
+			_, s := receiver.Connect(b, "/")
+			s.Join("remote-room")
+			bs := sender.B.(*Builder)
+			testkit.WaitFor(b, "two servers", func() bool { return sender.Ns("/").Adapter().ServerCount() == 2 })
+			a := sender.Ns("/").Adapter().(*Adapter)
+			opts := &socket.BroadcastOptions{Rooms: types.NewSet[socket.Room]("remote-room")}
+			before := bs.Stats()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				a.Broadcast(&parser.Packet{Type: parser.EVENT, Data: chatData}, opts)
+			}
+			testkit.WaitFor(b, "queue drained", func() bool { return bs.Stats().QueueLength == 0 })
+			b.StopTimer()
+			after := bs.Stats()
+			b.ReportMetric(float64(after.Published-before.Published)/b.Elapsed().Seconds(), "published/s")
+			b.ReportMetric(float64(after.PublishDropped-before.PublishDropped), "dropped")
+		})
 	}
 }
 
-// BenchmarkReceiveToLocalDelivery measures the receive path from a raw frame
-// on a room channel to the write into one local client's engine: room check,
-// decode, uid check and local delivery.
+// receiveBench runs Builder.receive on in for b.N frames.
+func receiveBench(b *testing.B, m testkit.Mode, frame func(a *Adapter) *inbound, join string) {
+	client := benchRedis(b, m.NeedsRealRedis)
+	nd := testkit.NewNode(b, m.New(client(), testkit.UniqueKey(b)))
+	if join != "" {
+		_, s := nd.Connect(b, "/")
+		s.Join(socket.Room(join))
+	}
+	bd := nd.B.(*Builder)
+	in := frame(nd.Ns("/").Adapter().(*Adapter))
+	b.SetBytes(int64(len(in.payload)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c := *in
+		bd.receive(&c)
+	}
+}
+
+// classicFrame is another server's broadcast of chatData to room.
+func classicFrame(b *testing.B, a *Adapter, room string) *inbound {
+	buf, err := wire.AppendClassicBroadcast(nil, "other-server", &wire.Packet{Type: wire.PacketEvent, Data: chatData, Nsp: "/"}, &wire.Opts{Rooms: []string{room}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &inbound{nsp: "/", kind: kindBroadcast, channel: a.ch.Room(room), payload: string(buf)}
+}
+
+// BenchmarkReceiveToLocalDelivery is the receive path of one frame to one
+// local client: room check, decode, uid check and local delivery.
 func BenchmarkReceiveToLocalDelivery(b *testing.B) {
-	c := newCluster(b, 1, nil)
-	_, s := c.connect(0, "/")
-	s.Join("lobby")
-	a := ns(c, 0, "/").Adapter().(*Adapter)
-	e := getEncoder()
-	_ = e.appendBroadcast("other-server", &parser.Packet{Type: parser.EVENT, Data: chatData, Nsp: "/"}, []socket.Room{"lobby"}, nil, wireFlags{})
-	frame := string(e.buf.Bytes())
-	channel := a.ch.roomChannel("lobby")
+	b.Run("classic", func(b *testing.B) {
+		receiveBench(b, modeClassic(), func(a *Adapter) *inbound { return classicFrame(b, a, "lobby") }, "lobby")
+	})
+	b.Run("cluster-json", func(b *testing.B) {
+		receiveBench(b, modeSharded(SubscriptionModeDynamic), func(a *Adapter) *inbound {
+			m := &wire.Message{Type: wire.TypeBroadcast, UID: "other-server", Nsp: "/",
+				Packet: wire.Packet{Type: wire.PacketEvent, Data: chatData}, Opts: wire.Opts{Rooms: []string{"lobby"}}}
+			buf, err := wire.AppendCluster(nil, m, wire.FormatSharded)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return &inbound{nsp: "/", kind: kindMessage, room: "lobby", payload: string(buf)}
+		}, "lobby")
+	})
+}
+
+// BenchmarkReceiveUnknownRoom is the drop of a frame for a room this server
+// does not hold: no decoding happens.
+func BenchmarkReceiveUnknownRoom(b *testing.B) {
+	receiveBench(b, modeClassic(), func(a *Adapter) *inbound { return classicFrame(b, a, "room1") }, "")
+}
+
+// BenchmarkServerCount is one NUMSUB round trip (classic).
+func BenchmarkServerCount(b *testing.B) {
+	client := benchRedis(b, false)
+	nd := testkit.NewNode(b, modeClassic().New(client(), testkit.UniqueKey(b)))
+	bd := nd.B.(*Builder)
+	testkit.WaitFor(b, "connected", func() bool { return bd.State() == StateConnected })
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		a.onBroadcast(channel, frame)
-	}
-}
-
-// BenchmarkReceiveUnknownRoom measures dropping a frame for a room this
-// server does not hold: no decoding happens.
-func BenchmarkReceiveUnknownRoom(b *testing.B) {
-	c := newCluster(b, 1, nil)
-	a := ns(c, 0, "/").Adapter().(*Adapter)
-	frame := string(mustHex(b, golden["room"]))
-	channel := a.ch.roomChannel("room1")
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		a.onBroadcast(channel, frame)
-	}
-}
-
-func socketRooms(rooms ...socket.Room) *typesSet {
-	s := newTypesSet()
-	s.Add(rooms...)
-	return s
-}
-
-func BenchmarkEncodeAckRequest(b *testing.B) {
-	d := 500 * time.Millisecond
-	pkt := &parser.Packet{Type: parser.EVENT, Data: chatData, Nsp: "/"}
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		e := getEncoder()
-		if err := e.appendAckRequest("zsEYvl", "PdBBa2", pkt, nil, nil, wireFlags{Timeout: &d}); err != nil {
-			b.Fatal(err)
-		}
-		putEncoder(e)
-	}
-}
-
-func BenchmarkEncodeJSONRequest(b *testing.B) {
-	req := requestOut{UID: "zsEYvl", RequestID: "PdBBa2", Type: reqRemoteFetch, Opts: &optsOut{Rooms: []string{"lobby"}, Except: []string{}}}
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		e, err := encodeJSONFrame(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		putEncoder(e)
-	}
-}
-
-func BenchmarkDecodeRequestFrames(b *testing.B) {
-	frames := [][]byte{
-		[]byte(`{"uid":"XI7-0b","requestId":"abc","type":5,"opts":{"rooms":["lobby"],"except":[]}}`),
-		[]byte(`{"type":6,"requestId":"abc","data":{"from":"B"}}`),
-		mustHex(b, goldenAckRequest),
-		mustHex(b, goldenAckResponse),
-	}
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		if _, err := decodeMessage(frames[i%len(frames)]); err != nil {
+		if _, err := bd.serverCount(context.Background(), "/"); err != nil {
 			b.Fatal(err)
 		}
 	}
