@@ -200,7 +200,11 @@ func (s *subscriber) manageLoop() {
 		if s.reconcile() {
 			bo.reset()
 		} else {
-			retry.Reset(bo.next())
+			d := bo.next()
+			if s.rebalance.Load() {
+				d = min(d, time.Until(s.lastRebalance.Add(minRebalanceInterval)))
+			}
+			retry.Reset(d)
 		}
 	}
 }
@@ -213,15 +217,19 @@ func (s *subscriber) reconcile() bool {
 	ok := true
 	if s.cluster != nil && s.rebalance.Load() {
 		if time.Since(s.lastRebalance) < minRebalanceInterval {
+			// Placing channels now would use the view that just sent a
+			// command to the wrong node: each MOVED would request another
+			// placement at once, a burst of hundreds of commands until the
+			// reload. Wait for the reload (the retry timer ends with the
+			// interval).
+			return false
+		}
+		s.rebalance.Store(false)
+		s.lastRebalance = time.Now()
+		if err := s.rebalanceSlots(ctx); err != nil {
+			s.b.log.Debug("cluster topology check failed", slog.Any("error", err))
+			s.rebalance.Store(true)
 			ok = false
-		} else {
-			s.rebalance.Store(false)
-			s.lastRebalance = time.Now()
-			if err := s.rebalanceSlots(ctx); err != nil {
-				s.b.log.Debug("cluster topology check failed", slog.Any("error", err))
-				s.rebalance.Store(true)
-				ok = false
-			}
 		}
 	}
 	s.mu.Lock()
