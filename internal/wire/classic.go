@@ -473,20 +473,7 @@ func DecodeClassicResponse(frame string) (*Message, error) {
 			typ, err = typeNumber(r)
 		case "sockets":
 			hasSockets = true
-			err = r.array(func() error {
-				if r.isString() {
-					id, err := r.str()
-					m.SocketIDs = append(m.SocketIDs, id)
-					return err
-				}
-				if err := r.charge(128); err != nil {
-					return err
-				}
-				var s Socket
-				err := readSocket(r, &s)
-				m.Sockets = append(m.Sockets, s)
-				return err
-			})
+			err = readSockets(r, m, true)
 		case "rooms":
 			hasRooms = true
 			m.Rooms, err = r.rooms()

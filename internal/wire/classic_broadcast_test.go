@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/hex"
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -159,6 +160,25 @@ func TestClassicBroadcastNumericRoom(t *testing.T) {
 		m, err := DecodeClassicBroadcast(mustHex(t, frame))
 		if err != nil || !reflect.DeepEqual(m.Opts.Rooms, []string{want}) {
 			t.Errorf("room %s: %#v, %v", h, m.Opts.Rooms, err)
+		}
+	}
+}
+
+// Numbers are written as JavaScript's String() writes them.
+func TestNumberString(t *testing.T) {
+	cases := map[float64]string{
+		0: "0", math.Copysign(0, -1): "0", 123: "123", -33: "-33", 1.5: "1.5", 0.1: "0.1", 4294967296: "4294967296",
+		1e20: "100000000000000000000", 1e21: "1e+21", 1.5e300: "1.5e+300", -1e21: "-1e+21",
+		0.000001: "0.000001", 1e-7: "1e-7", 1.5e-7: "1.5e-7", 5e-324: "5e-324", 9007199254740993: "9007199254740992",
+	}
+	for f, want := range cases {
+		if got, err := NumberString(f); err != nil || got != want {
+			t.Errorf("NumberString(%v) = %q, %v; want %q", f, got, err, want)
+		}
+	}
+	for _, f := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		if _, err := NumberString(f); !errors.Is(err, ErrShape) {
+			t.Errorf("NumberString(%v): %v", f, err)
 		}
 	}
 }

@@ -276,15 +276,7 @@ func readClusterData(r valueReader, m *Message) (packet bool, err error) {
 		case "clientCount":
 			m.ClientCount, err = readCount(r)
 		case "sockets":
-			err = r.array(func() error {
-				if err := r.charge(128); err != nil {
-					return err
-				}
-				var s Socket
-				err := readSocket(r, &s)
-				m.Sockets = append(m.Sockets, s)
-				return err
-			})
+			err = readSockets(r, m, false)
 		case "packet":
 			packet = true
 			switch m.Type {

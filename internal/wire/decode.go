@@ -191,15 +191,40 @@ func (r *reader) head() (kind int, n uint64, x uint64, err error) {
 	return 0, 0, 0, shapeErr("byte 0x%02x is not a MessagePack value", c)
 }
 
-// Costs of materialized values, upper bounds measured on Go 1.24-1.26.
-func sliceCost(n uint64) int { return int(n)*18 + 32 }
+// allocSize bounds what the allocator takes for an object of n bytes: its
+// size class up to 32 KiB (at most a quarter more, plus 16 bytes), whole
+// 8 KiB pages above.
+func allocSize(n int) int {
+	switch {
+	case n <= 0:
+		return 0
+	case n <= 32<<10:
+		return n + n/4 + 16
+	}
+	return (n + 8191) &^ 8191
+}
 
+// Costs of materialized values: upper bounds of what Go 1.24-1.26 allocate,
+// checked against the running Go by the cost tests (cost_test.go).
+
+// sliceCost is a []any of n elements, boxed in an interface.
+func sliceCost(n uint64) int { return allocSize(16*int(n)) + 24 }
+
+// mapCost is a map[string]any of n entries (a Swiss table, which may split
+// while it fills: up to about 92 bytes an entry measured).
 func mapCost(n uint64) int {
 	if n <= 8 {
 		return 352
 	}
-	return 64 + 80*int(n)
+	return 96*int(n) + 512
 }
+
+// numberCost is a number boxed in an interface: 8 bytes, which the race
+// detector, turning off the tiny allocator, makes 16.
+const numberCost = 16
+
+// binCost is a []byte of n bytes, boxed in an interface.
+func binCost(n uint64) int { return allocSize(int(n)) + 24 }
 
 // scan walks one value without allocating. It returns what materializing it
 // would cost and whether it holds binary, and checks every length against the
@@ -216,13 +241,13 @@ func (r *reader) scan(depth int) (cost int, bin bool, err error) {
 	case kNil, kBool:
 		return 0, false, nil
 	case kInt, kUint, kFloat:
-		return 8, false, nil
+		return numberCost, false, nil
 	case kStr:
 		_, err := r.bytesN(n)
 		return 16, false, err
 	case kBin:
 		_, err := r.bytesN(n)
-		return int(n) + 24, true, err
+		return binCost(n), true, err
 	case kExt:
 		// Only the timestamp (-1) of 4, 8 or 12 bytes decodes (see ext):
 		// refused here, so that a value kept raw always decodes later.
@@ -514,6 +539,9 @@ func (r *reader) room() (string, error) {
 	if err != nil {
 		return "", shapeErr("room is neither a string nor a number")
 	}
+	if err := r.charge(numberStringCost); err != nil {
+		return "", err
+	}
 	return NumberString(f)
 }
 
@@ -523,7 +551,7 @@ func (r *reader) rooms() ([]string, error) {
 	if err != nil || n == 0 {
 		return nil, err
 	}
-	if err := r.charge(16*n + 32); err != nil {
+	if err := r.charge(allocSize(16 * n)); err != nil {
 		return nil, err
 	}
 	out := make([]string, n)
@@ -535,13 +563,30 @@ func (r *reader) rooms() ([]string, error) {
 	return out, nil
 }
 
-// NumberString formats a number as JavaScript's String() does for the values
-// rooms take in practice: integers, and finite floats.
+// numberStringCost bounds what NumberString allocates (at most 24 bytes of
+// text).
+const numberStringCost = 32
+
+// NumberString formats a finite number as JavaScript's String() does (a
+// numeric room, io.to(123), is the room "123"): the shortest decimal that
+// reads back as the number, in exponent form from 1e21 on and below 1e-6
+// ("1e+21", "1.5e-7"), and "0" for -0.
 func NumberString(f float64) (string, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return "", shapeErr("room is not a finite number")
 	}
-	return strconv.FormatFloat(f, 'f', -1, 64), nil
+	if f == 0 {
+		return "0", nil
+	}
+	if a := math.Abs(f); a < 1e21 && a >= 1e-6 {
+		return strconv.FormatFloat(f, 'f', -1, 64), nil
+	}
+	b := strconv.AppendFloat(make([]byte, 0, 24), f, 'e', -1, 64)
+	// Go writes at least two exponent digits, JavaScript no leading zero.
+	if n := len(b); b[n-2] == '0' && (b[n-3] == '+' || b[n-3] == '-') {
+		b = append(b[:n-2], b[n-1])
+	}
+	return string(b), nil
 }
 
 // StringBytes returns the bytes of s without copying them. The caller must

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"time"
+	"unsafe"
 )
 
 // valueReader is what the typed decoders need of a MessagePack or JSON
@@ -20,10 +21,17 @@ type valueReader interface {
 	number() (float64, error)
 	truthy() (bool, error)
 	rooms() ([]string, error)
+	// count returns the number of elements of the array that comes next
+	// (0 for a null) without consuming it; its elements are checked.
+	count() (int, error)
+	// isStringElement reports whether the array that comes next starts
+	// with a string, without consuming anything.
+	isStringElement() bool
 	// any materializes the next value within the frame's budget.
 	any() (any, error)
 	// arg decodes the next event argument: kept raw (RawMsgpack, RawJSON)
-	// when it holds no binary, materialized otherwise.
+	// when it holds no binary, materialized otherwise. The caller pays
+	// argCost for it beforehand.
 	arg() (any, error)
 	skip() error
 	isString() bool
@@ -67,6 +75,19 @@ func (r *reader) array(fn func() error) error {
 
 func (r *reader) anyValue() (any, error) { return r.any(1) }
 
+func (r *reader) isStringElement() bool {
+	start := r.i
+	defer func() { r.i = start }()
+	n, err := r.arrayLen(false)
+	return err == nil && n > 0 && r.isString()
+}
+
+func (r *reader) count() (int, error) {
+	start := r.i
+	defer func() { r.i = start }()
+	return r.arrayLen(true)
+}
+
 func (r *reader) arg() (any, error) {
 	start := r.i
 	cost, bin, err := r.scan(1)
@@ -80,8 +101,12 @@ func (r *reader) arg() (any, error) {
 		r.i = start
 		return r.value(1)
 	}
-	return RawMsgpack{b: r.s[start:r.i]}, r.charge(32)
+	return RawMsgpack{b: r.s[start:r.i]}, nil
 }
+
+// argCost is what an argument costs at least: a raw value boxed in an
+// interface.
+const argCost = 32
 
 func (r *reader) isString() bool {
 	c, err := r.peek()
@@ -142,8 +167,8 @@ func (r *jsonReader) truthy() (bool, error) {
 	case 'n':
 		return false, r.literal("null")
 	case '"':
-		s, err := r.str()
-		return s != "", err
+		raw, _, err := r.stringToken()
+		return raw != "", err
 	case '{', '[':
 		_, err := r.scan(1)
 		return true, err
@@ -160,20 +185,51 @@ func (r *jsonReader) room() (string, error) {
 	if err != nil {
 		return "", shapeErr("room is neither a string nor a number")
 	}
+	if err := r.charge(numberStringCost); err != nil {
+		return "", err
+	}
 	return NumberString(f)
 }
 
 func (r *jsonReader) rooms() ([]string, error) {
-	var out []string
-	err := r.array(func() error {
-		if err := r.charge(32); err != nil {
-			return err
-		}
+	n, err := r.count()
+	if err != nil || n == 0 {
+		return nil, errOr(err, r.skip)
+	}
+	if err := r.charge(allocSize(16 * n)); err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, n)
+	err = r.array(func() error {
 		s, err := r.room()
 		out = append(out, s)
 		return err
 	})
 	return out, err
+}
+
+func (r *jsonReader) isStringElement() bool {
+	start := r.i
+	defer func() { r.i = start }()
+	return r.expect('[') == nil && r.isString()
+}
+
+func (r *jsonReader) count() (int, error) {
+	start := r.i
+	defer func() { r.i = start }()
+	if r.isNull() {
+		return 0, nil
+	}
+	if err := r.expect('['); err != nil {
+		return 0, err
+	}
+	n := 0
+	err := r.members(']', func() error {
+		n++
+		_, err := r.scan(1)
+		return err
+	})
+	return n, err
 }
 
 func (r *jsonReader) anyValue() (any, error) { return r.any(1) }
@@ -184,7 +240,7 @@ func (r *jsonReader) arg() (any, error) {
 	if _, err := r.scan(1); err != nil {
 		return nil, err
 	}
-	return RawJSON{b: StringBytes(r.s[start:r.i])}, r.charge(32)
+	return RawJSON{b: StringBytes(r.s[start:r.i])}, nil
 }
 
 func (r *jsonReader) isString() bool {
@@ -306,11 +362,18 @@ func readPacketData(r valueReader, p *Packet) error {
 		p.Data = v
 		return err
 	}
-	var data []any
-	err := r.array(func() error {
-		if err := r.charge(16); err != nil {
-			return err
-		}
+	// The arguments and their slice are paid for before anything is
+	// allocated (an argument holding binary pays the rest of its cost when
+	// it is materialized).
+	n, err := r.count()
+	if err != nil {
+		return err
+	}
+	if err := r.charge(sliceCost(uint64(n)) + argCost*n); err != nil {
+		return err
+	}
+	data := make([]any, 0, n)
+	err = r.array(func() error {
 		var v any
 		var err error
 		if len(data) == 0 && r.isString() {
@@ -321,9 +384,6 @@ func readPacketData(r valueReader, p *Packet) error {
 		data = append(data, v)
 		return err
 	})
-	if data == nil {
-		data = []any{}
-	}
 	p.Data = data
 	return err
 }
@@ -378,7 +438,9 @@ func readHandshake(r valueReader, h *Handshake) error {
 			case string:
 				h.Time = t
 			case time.Time:
-				h.Time = t.String()
+				if err = r.charge(64); err == nil {
+					h.Time = t.String()
+				}
 			}
 		case "address":
 			h.Address, err = optString(r)
@@ -391,7 +453,9 @@ func readHandshake(r valueReader, h *Handshake) error {
 		case "issued":
 			var n float64
 			n, err = r.number()
-			h.Issued = int64(n)
+			if math.Abs(n) < 1<<53 {
+				h.Issued = int64(n)
+			}
 		default:
 			err = r.skip()
 		}
@@ -419,6 +483,53 @@ func appendBase64(dst, b []byte) []byte {
 	dst = append(dst, '"')
 	dst = base64.StdEncoding.AppendEncode(dst, b)
 	return append(dst, '"')
+}
+
+// errOr returns err, or what next returns when err is nil.
+func errOr(err error, next func() error) error {
+	if err != nil {
+		return err
+	}
+	return next()
+}
+
+// socketCost is what a socket of a fetchSockets answer costs, beyond what
+// its fields are charged when they are decoded.
+var socketCost = int(unsafe.Sizeof(Socket{}))
+
+// readSockets decodes the sockets of a fetchSockets answer: socket objects,
+// or (classic SOCKETS answers) socket ids, into m.Sockets or m.SocketIDs.
+// The slice is paid for before it is allocated.
+func readSockets(r valueReader, m *Message, idsOK bool) error {
+	n, err := r.count()
+	if err != nil || n == 0 {
+		return errOr(err, r.skip)
+	}
+	ids := idsOK && r.isStringElement()
+	size := socketCost
+	if ids {
+		size = 16
+	}
+	if err := r.charge(allocSize(size * n)); err != nil {
+		return err
+	}
+	if ids {
+		m.SocketIDs = make([]string, 0, n)
+	} else {
+		m.Sockets = make([]Socket, 0, n)
+	}
+	return r.array(func() error {
+		if r.isString() != ids {
+			return shapeErr("sockets mix ids and objects")
+		}
+		if ids {
+			id, err := r.str()
+			m.SocketIDs = append(m.SocketIDs, id)
+			return err
+		}
+		m.Sockets = append(m.Sockets, Socket{})
+		return readSocket(r, &m.Sockets[len(m.Sockets)-1])
+	})
 }
 
 // readCount decodes a count of clients: an integer from 0 to 2^53 (a

@@ -42,10 +42,12 @@ type jsonReader struct {
 	s      string
 	i      int
 	budget int
-	// counts are the member counts of the containers the last scan met, in
-	// the order value meets them (ci is the next one).
-	counts []int
-	ci     int
+	// counts are the member counts of the containers of the value any is
+	// materializing, in the order value meets them (ci is the next one);
+	// nc counts the containers a scan meets, and scan records their member
+	// counts only when counts is allocated.
+	counts []int32
+	ci, nc int
 }
 
 func newJSONReader(s string) *jsonReader { return &jsonReader{s: s, budget: Budget(len(s))} }
@@ -104,8 +106,23 @@ func (r *jsonReader) stringToken() (raw string, escaped bool, err error) {
 			r.i++
 			return raw, escaped, nil
 		case c == '\\':
+			// Escapes are checked here, so that a value kept raw is valid
+			// JSON.
 			escaped = true
-			r.i += 2
+			if r.i+1 >= len(r.s) {
+				return "", false, ErrLength
+			}
+			switch r.s[r.i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				r.i += 2
+			case 'u':
+				if _, ok := hex4(r.s, r.i+2); !ok {
+					return "", false, shapeErr("bad \\u escape")
+				}
+				r.i += 6
+			default:
+				return "", false, shapeErr("bad escape")
+			}
 		case c < 0x20:
 			return "", false, shapeErr("control character in a JSON string")
 		default:
@@ -173,16 +190,33 @@ func hex4(s string, i int) (rune, bool) {
 	return rune(n), err == nil
 }
 
-// str decodes a string.
+// str decodes a string, charging what unescaping it costs.
 func (r *jsonReader) str() (string, error) {
 	raw, escaped, err := r.stringToken()
 	if err != nil || !escaped {
 		return raw, err
 	}
-	if err := r.charge(len(raw) + 16); err != nil {
+	if err := r.charge(allocSize(len(raw))); err != nil {
 		return "", err
 	}
 	return unescape(raw)
+}
+
+// text decodes a string already charged by scan.
+func (r *jsonReader) text() (string, error) {
+	raw, escaped, err := r.stringToken()
+	if err != nil || !escaped {
+		return raw, err
+	}
+	return unescape(raw)
+}
+
+// stringCost is what a string costs once decoded: its unescaped copy.
+func stringCost(raw string, escaped bool) int {
+	if escaped {
+		return allocSize(len(raw))
+	}
+	return 0
 }
 
 func (r *jsonReader) charge(n int) error {
@@ -209,10 +243,48 @@ func (r *jsonReader) numberToken() (string, error) {
 	if tok == "" {
 		return "", shapeErr("expected a JSON value")
 	}
-	if _, err := strconv.ParseFloat(tok, 64); err != nil || tok[0] == '+' || tok[0] == '.' {
+	if _, err := strconv.ParseFloat(tok, 64); err != nil || !jsonNumber(tok) {
 		return "", shapeErr("bad JSON number %q", tok)
 	}
 	return tok, nil
+}
+
+// jsonNumber reports whether tok is a number in JSON's grammar:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? (ParseFloat also takes
+// "01", "1." and "+1", which a value kept raw must not hold).
+func jsonNumber(tok string) bool {
+	i := 0
+	digits := func() int {
+		start := i
+		for i < len(tok) && tok[i] >= '0' && tok[i] <= '9' {
+			i++
+		}
+		return i - start
+	}
+	if i < len(tok) && tok[i] == '-' {
+		i++
+	}
+	if i < len(tok) && tok[i] == '0' {
+		i++
+	} else if digits() == 0 {
+		return false
+	}
+	if i < len(tok) && tok[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(tok) && (tok[i] == 'e' || tok[i] == 'E') {
+		i++
+		if i < len(tok) && (tok[i] == '+' || tok[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(tok)
 }
 
 func (r *jsonReader) number() (float64, error) {
@@ -244,12 +316,11 @@ func (r *jsonReader) scan(depth int) (int, error) {
 	switch c {
 	case '{':
 		r.i++
-		cost, n := 0, uint64(0)
-		at := len(r.counts)
-		r.counts = append(r.counts, 0)
+		cost, n, at := 0, uint64(0), r.nc
+		r.nc++
 		err := r.members('}', func() error {
 			n++
-			raw, _, err := r.stringToken()
+			raw, escaped, err := r.stringToken()
 			if err != nil {
 				return err
 			}
@@ -257,27 +328,31 @@ func (r *jsonReader) scan(depth int) (int, error) {
 				return err
 			}
 			c, err := r.scan(depth + 1)
-			cost += c + len(raw) + 16
+			cost += c + stringCost(raw, escaped)
 			return err
 		})
-		r.counts[at] = int(n)
-		return cost + mapCost(n) + 16, err
+		if r.counts != nil {
+			r.counts[at] = int32(n)
+		}
+		return cost + mapCost(n), err
 	case '[':
 		r.i++
-		cost, n := 0, uint64(0)
-		at := len(r.counts)
-		r.counts = append(r.counts, 0)
+		cost, n, at := 0, uint64(0), r.nc
+		r.nc++
 		err := r.members(']', func() error {
 			n++
 			c, err := r.scan(depth + 1)
 			cost += c
 			return err
 		})
-		r.counts[at] = int(n)
-		return cost + sliceCost(n) + 16, err
+		if r.counts != nil {
+			r.counts[at] = int32(n)
+		}
+		return cost + sliceCost(n), err
 	case '"':
-		raw, _, err := r.stringToken()
-		return len(raw) + 32, err
+		// Boxed in an interface.
+		raw, escaped, err := r.stringToken()
+		return 16 + stringCost(raw, escaped), err
 	case 't':
 		return 0, r.literal("true")
 	case 'f':
@@ -286,7 +361,7 @@ func (r *jsonReader) scan(depth int) (int, error) {
 		return 0, r.literal("null")
 	}
 	_, err = r.numberToken()
-	return 8, err
+	return numberCost, err
 }
 
 // members calls fn for each member of an object or array whose opening
@@ -321,18 +396,31 @@ func (r *jsonReader) members(closing byte, fn func() error) error {
 
 // any materializes one value after checking it fits in the budget: objects
 // become map[string]any, arrays []any, numbers float64.
+//
+// A first scan validates and prices the value; a second, once the price is
+// paid, records the member count of each container, so that value allocates
+// each slice and map at its final size.
 func (r *jsonReader) any(depth int) (any, error) {
+	r.ws()
 	start := r.i
-	r.counts, r.ci = r.counts[:0], 0
+	r.counts, r.nc = nil, 0
 	cost, err := r.scan(depth)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.charge(cost); err != nil {
+	if err := r.charge(cost + allocSize(4*r.nc)); err != nil {
 		return nil, err
 	}
-	r.i = start
-	return r.value(depth)
+	if r.nc > 0 {
+		r.counts, r.nc, r.i = make([]int32, r.nc), 0, start
+		if _, err := r.scan(depth); err != nil {
+			return nil, err
+		}
+	}
+	r.i, r.ci = start, 0
+	v, err := r.value(depth)
+	r.counts = nil
+	return v, err
 }
 
 // nextCount returns the member count scan recorded for the next container.
@@ -342,7 +430,7 @@ func (r *jsonReader) nextCount() int {
 	}
 	n := r.counts[r.ci]
 	r.ci++
-	return n
+	return int(n)
 }
 
 func (r *jsonReader) value(depth int) (any, error) {
@@ -355,7 +443,7 @@ func (r *jsonReader) value(depth int) (any, error) {
 		r.i++
 		m := make(map[string]any, r.nextCount())
 		err := r.members('}', func() error {
-			k, err := r.str()
+			k, err := r.text()
 			if err != nil {
 				return err
 			}
@@ -376,7 +464,7 @@ func (r *jsonReader) value(depth int) (any, error) {
 		})
 		return s, err
 	case '"':
-		return r.str()
+		return r.text()
 	case 't':
 		return true, r.literal("true")
 	case 'f':

@@ -321,3 +321,31 @@ func decodedForm(v any) any {
 	}
 	return v
 }
+
+// An argument kept as RawJSON is forwarded to clients as it is, so the
+// decoder accepts only what encoding/json accepts as JSON.
+func TestRawJSONArgumentsAreValid(t *testing.T) {
+	frame := func(arg string) string {
+		return `{"type":3,"data":{"packet":{"type":2,"data":["ev",` + arg + `]},"opts":{}},"uid":"u","nsp":"/"}`
+	}
+	good := []string{`0`, `-0`, `1.5`, `-1.5e-3`, `1E+2`, `1e40`, `"\u00e9\ud83d\ude00\/\b\f\n\r\t\"\\"`, `{"a":[1,{"b":null}]}`, `[]`, `{}`, "\"\u2028\"", `true`}
+	for _, arg := range good {
+		m, err := DecodeCluster(frame(arg))
+		if err != nil {
+			t.Errorf("%s: %v", arg, err)
+			continue
+		}
+		r := m.Packet.Data.([]any)[1].(RawJSON)
+		b, err := json.Marshal(r)
+		if err != nil || !json.Valid(r.b) {
+			t.Errorf("%s: forwarded as %s, %v", arg, b, err)
+		}
+	}
+	bad := []string{`01`, `1.`, `.5`, `+1`, `-`, `1e`, `1e+`, `--1`, `0x10`, `1_000`, `NaN`, `Infinity`, `1e400`,
+		`"\x"`, `"\u12"`, `"\u12g4"`, `"\'"`, "\"a\x01\"", `"abc`, `tru`, `nul`, `[1,]`, `{"a":1,}`, `{"a"}`, `{1:2}`}
+	for _, arg := range bad {
+		if m, err := DecodeCluster(frame(arg)); err == nil {
+			t.Errorf("%s accepted: %+v", arg, m.Packet.Data)
+		}
+	}
+}
