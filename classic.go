@@ -148,13 +148,16 @@ func (t *classicTransport) decode(in *inbound) (*wire.Message, error) {
 }
 
 // write publishes the batch in one pipeline. On a Redis Cluster every frame
-// goes through one node: a classic PUBLISH reaches the whole cluster from any
-// node, and one node keeps the batch's order (go-redis would otherwise split
-// the pipeline by channel slot and run the parts concurrently).
+// of every batch goes through one node, the master of this server's uid: a
+// classic PUBLISH reaches the whole cluster from any node, and one node keeps
+// the server's order (go-redis would split a pipeline by channel slot and run
+// the parts concurrently; batches sent through different nodes would reach a
+// subscriber on one of them before the other's frames crossed the cluster
+// bus).
 func (t *classicTransport) write(ctx context.Context, batch []*outFrame) error {
 	var c redis.Cmdable = t.b.rdb
 	if cc, ok := t.b.rdb.(*redis.ClusterClient); ok {
-		node, err := cc.MasterForKey(ctx, batch[0].channel)
+		node, err := cc.MasterForKey(ctx, t.b.uid)
 		if err != nil {
 			return err
 		}
