@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -240,7 +241,33 @@ func (r *jsonReader) arg() (any, error) {
 	if _, err := r.scan(1); err != nil {
 		return nil, err
 	}
-	return RawJSON{b: StringBytes(r.s[start:r.i])}, nil
+	raw := r.s[start:r.i]
+	if !utf8.ValidString(raw) {
+		// Forwarded as it is, it would reach clients as invalid text:
+		// each invalid byte becomes U+FFFD, as encoding/json and Node's
+		// UTF-8 decoding make it.
+		if err := r.charge(allocSize(3 * len(raw))); err != nil {
+			return nil, err
+		}
+		return RawJSON{b: validUTF8(raw)}, nil
+	}
+	return RawJSON{b: StringBytes(raw)}, nil
+}
+
+// validUTF8 returns s with each byte that is not part of valid UTF-8
+// replaced by U+FFFD.
+func validUTF8(s string) []byte {
+	b := make([]byte, 0, len(s)+len(s)/2)
+	for i := 0; i < len(s); {
+		c, size := utf8.DecodeRuneInString(s[i:])
+		if c == utf8.RuneError && size == 1 {
+			b = utf8.AppendRune(b, utf8.RuneError)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return b
 }
 
 func (r *jsonReader) isString() bool {

@@ -1,7 +1,11 @@
 package wire
 
 import (
+	"errors"
 	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -83,6 +87,42 @@ func TestRandomFramesDecodeOrFail(t *testing.T) {
 			if (m == nil) == (err == nil) {
 				t.Fatalf("%s(%q): %+v, %v", name, b, m, err)
 			}
+		}
+	}
+}
+
+// The committed crash seed of FuzzDecodeClassicBroadcast is a packet whose
+// first key is a map32 header claiming 0xcf000000 entries: the old decoder
+// decoded that key generically and spun on the claim. It must be refused at
+// with ErrShape, as must the same claim anywhere a key is read.
+func TestMapKeyClaimingBillionsOfEntries(t *testing.T) {
+	seed, err := os.ReadFile("testdata/fuzz/FuzzDecodeClassicBroadcast/d9423b436296ee49")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(seed)), "\n")
+	frame, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(frame, "\x93\xa6zsEYvl\x83\xdf\xcf\x00\x00\x00") {
+		t.Fatalf("seed %q no longer holds the map32 key", frame)
+	}
+	if m, err := DecodeClassicBroadcast(frame); !errors.Is(err, ErrShape) {
+		t.Fatalf("seed: %+v, %v", m, err)
+	}
+	claim := "\xdf\xff\xff\xff\xff"
+	frames := map[string]func(string) (*Message, error){
+		"\x93\xa1u\x81" + claim + "\xc0\x80":                        DecodeClassicBroadcast, // packet key
+		"\x93\xa1u\x80\x81" + claim:                                 DecodeClassicBroadcast, // opts key
+		"\x93\xa1u\x81\xa4data\x92\xa1e\x81" + claim + "\xc0\x80":   DecodeClassicBroadcast, // argument's key
+		"\x81" + claim + "\xc0":                                     DecodeClassicRequest,
+		"\x81" + claim + "\xc0 ":                                    DecodeClassicResponse,
+		"\x84\xa4type\x03\xa4data\x81" + claim + "\xc0\xa3uid\xa1u": DecodeCluster,
+	}
+	for frame, decode := range frames {
+		if m, err := decode(frame); err == nil {
+			t.Errorf("%q: %+v", frame, m)
 		}
 	}
 }

@@ -349,3 +349,16 @@ func TestRawJSONArgumentsAreValid(t *testing.T) {
 		}
 	}
 }
+
+// Invalid UTF-8 in a JSON argument reaches clients as U+FFFD, as it does
+// through encoding/json.
+func TestRawJSONInvalidUTF8(t *testing.T) {
+	m, err := DecodeCluster("{\"type\":3,\"data\":{\"packet\":{\"type\":2,\"data\":[\"ev\",{\"a\xff\":\"b\xe2\x82c\"}]},\"opts\":{}},\"uid\":\"u\",\"nsp\":\"/\"}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := m.Packet.Data.([]any)[1].(RawJSON)
+	if want := "{\"a\uFFFD\":\"b\uFFFD\uFFFDc\"}"; string(r.b) != want {
+		t.Fatalf("got %q, want %q", r.b, want)
+	}
+}
