@@ -287,6 +287,12 @@ func FuzzRawJSON(f *testing.F) {
 		if v, err := raw.Value(); err == nil {
 			got, gerr := raw.MarshalJSON()
 			want, werr := stdJSON(v)
+			if gerr != nil && werr == nil && hasDuplicateKeys(s) {
+				// A map with a key given twice is transcoded with both
+				// entries (JSON readers keep the last, as Value does): a
+				// NaN in the entry Value drops still fails MarshalJSON.
+				return
+			}
 			if (gerr == nil) != (werr == nil) {
 				t.Fatalf("%x: MarshalJSON %s, %v; encoding/json %s, %v", b, got, gerr, want, werr)
 			}
@@ -308,7 +314,14 @@ func FuzzRawJSON(f *testing.F) {
 		case err == nil && stdErr != nil:
 			t.Fatalf("%q accepted, encoding/json refuses it: %v", b, stdErr)
 		case err == nil:
-			if g, w := fixUTF8(v), fixUTF8(std); !reflect.DeepEqual(g, w) {
+			g, ambiguous := fixUTF8(v)
+			w, _ := fixUTF8(std)
+			if ambiguous {
+				// Keys that differ only in invalid bytes, which
+				// encoding/json reads as one key.
+				return
+			}
+			if !reflect.DeepEqual(g, w) {
 				t.Fatalf("%q:\n got %#v\nwant %#v", b, g, w)
 			}
 		case stdErr == nil && !errors.Is(err, ErrTooDeep):
@@ -317,24 +330,72 @@ func FuzzRawJSON(f *testing.F) {
 	})
 }
 
+// hasDuplicateKeys reports whether a MessagePack value has a map with a key
+// given twice.
+func hasDuplicateKeys(s string) bool {
+	r := &reader{s: s, budget: math.MaxInt}
+	var walk func(depth int) bool
+	walk = func(depth int) bool {
+		start := r.i
+		kind, n, _, err := r.head()
+		if err != nil || depth > MaxDepth {
+			return false
+		}
+		switch kind {
+		case kArray:
+			for range n {
+				if walk(depth + 1) {
+					return true
+				}
+			}
+		case kMap:
+			seen := map[string]bool{}
+			for range n {
+				k, err := r.key()
+				if err != nil {
+					return false
+				}
+				if seen[k] || walk(depth+1) {
+					return true
+				}
+				seen[k] = true
+			}
+		default:
+			r.i = start
+			_ = r.skip(depth)
+		}
+		return false
+	}
+	return walk(0)
+}
+
 // fixUTF8 replaces the invalid bytes of the strings in v with U+FFFD, as
-// encoding/json does when it reads them.
-func fixUTF8(v any) any {
+// encoding/json does when it reads them; ambiguous reports two keys of a map
+// made one by that.
+func fixUTF8(v any) (out any, ambiguous bool) {
 	switch t := v.(type) {
 	case string:
 		if !utf8.ValidString(t) {
-			return string(validUTF8(t))
+			return string(validUTF8(t)), false
 		}
 	case []any:
 		for i, e := range t {
-			t[i] = fixUTF8(e)
+			var amb bool
+			t[i], amb = fixUTF8(e)
+			ambiguous = ambiguous || amb
 		}
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, e := range t {
-			out[fixUTF8(k).(string)] = fixUTF8(e)
+			fk, _ := fixUTF8(k)
+			fe, amb := fixUTF8(e)
+			if _, dup := out[fk.(string)]; dup {
+				amb = true
+			}
+			ambiguous = ambiguous || amb
+			out[fk.(string)] = fe
 		}
-		return out
+		return out, ambiguous
 	}
-	return v
+	return v, ambiguous
 }
