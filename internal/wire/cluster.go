@@ -322,7 +322,8 @@ func StreamFields(m *Message, binaryOK bool) (typ, data string, hasData_ bool, e
 }
 
 // DecodeStreamEntry decodes a stream entry's fields. A data field starting
-// with '{' is JSON, anything else base64 of MessagePack.
+// with '{' is JSON, anything else base64 of MessagePack, whose decoded bytes
+// (three quarters of the field) are the frame the budget applies to.
 func DecodeStreamEntry(uid, nsp, typ, data string) (*Message, error) {
 	n, err := strconv.Atoi(typ)
 	if err != nil || n < int(TypeInitialHeartbeat) || n > int(TypeAdapterClose) {

@@ -16,7 +16,7 @@
 //   - cluster: socket.io-adapter's ClusterAdapter messages {type, data, uid,
 //     nsp}, used by createShardedAdapter (JSON, or MessagePack when the data
 //     holds binary) and by @socket.io/redis-streams-adapter (stream entries
-//     and MessagePack pub/sub frames) (cluster.go, stream.go).
+//     and MessagePack pub/sub frames) (cluster.go).
 //
 // Every decoder treats its input as hostile: anyone who can PUBLISH on a
 // channel reaches it. Decoders never panic, refuse lengths that exceed the

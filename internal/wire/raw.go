@@ -15,7 +15,8 @@ import (
 // cost near its size. It encodes to JSON as the decoded value would (map keys
 // in the sender's order) and is written back unchanged to MessagePack.
 // Arguments that hold binary are always decoded instead, so that the server
-// sends the binary as attachments.
+// sends the binary as attachments. A map with a key given twice is written
+// with both entries (JSON readers keep the last, as Value does).
 type RawMsgpack struct {
 	b   string
 	bin bool
