@@ -300,4 +300,3 @@ func fmtDurations(ds []time.Duration) string {
 	}
 	return "[" + strings.Join(parts, " ") + "]"
 }
-
