@@ -161,7 +161,9 @@ func (b *Builder) spawn(fn func()) {
 
 // Close stops every goroutine the Builder started, closes its connections and
 // waits for all of it; requests still waiting for answers complete at once
-// with ErrClosed, and frames still queued are not sent. It does not close the
+// with ErrClosed, and frames still queued are written until PublishTimeout
+// after the call (the write in flight included), then dropped: Close takes
+// about PublishTimeout at most. It does not close the
 // Redis client passed to the constructor. Close is idempotent and may be
 // called from anywhere, OnStateChange and request callbacks included (called
 // from one of the Builder's own goroutines, it does not wait for that one).
