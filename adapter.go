@@ -190,14 +190,25 @@ func (b *Builder) Close() error {
 		// PublishTimeout.
 		<-b.pubDone
 	}
+	// The transport closes its subscriber connections first, so that their
+	// readers see a closed PubSub (go-redis logs a "bad PubSub connection"
+	// otherwise). A connection being set up holds the PubSub's lock that
+	// its Close needs: after a short wait, closing our own client
+	// interrupts that, and the commands still in flight (a blocking XREAD,
+	// a restore).
+	stopped := make(chan struct{})
+	go func() {
+		b.t.stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(100 * time.Millisecond):
+	}
 	if b.owned {
-		// Interrupts the commands still in flight on our own connections
-		// (a blocking XREAD, a restore, the setup of a subscriber
-		// connection, during which go-redis holds the PubSub's lock that
-		// its Close needs).
 		_ = b.rdb.Close()
 	}
-	b.t.stop()
+	<-stopped
 	b.failPending()
 	b.waitOwned(self)
 	close(b.closed)

@@ -294,7 +294,7 @@ func testFrozenRedis(t *testing.T, m testkit.Mode, freeze func(*testing.T, *test
 		t.Errorf("ServerCount while frozen = %d, want 1", n)
 	}
 	got := make(chan int, 1)
-	fc.Ns(0, "/").FetchSockets()(func(s []*socket.RemoteSocket, err error) {
+	fc.Ns(0, "/").Except().FetchSockets()(func(s []*socket.RemoteSocket, err error) {
 		if err != nil {
 			t.Errorf("fetchSockets while frozen: %v", err)
 		}

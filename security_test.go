@@ -237,7 +237,7 @@ func TestACLRestrictedUser(t *testing.T) {
 			t.Fatalf("ServerCount = %d, want 2", n)
 		}
 		fetched := make(chan int, 1)
-		c.Ns(0, "/").FetchSockets()(func(ss []*socket.RemoteSocket, err error) {
+		c.Ns(0, "/").Except().FetchSockets()(func(ss []*socket.RemoteSocket, err error) {
 			if err != nil {
 				t.Errorf("fetchSockets: %v", err)
 			}

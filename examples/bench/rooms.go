@@ -140,7 +140,7 @@ func runManyComparison(ctx context.Context, cfg *config, configs, nodeFlag strin
 			cfg.NodeExe = node
 			def = append(def, cfgNode)
 		case nodeFlag == "true" || slices.Contains(strings.Split(configs, ","), cfgNode):
-			return nil, fmt.Errorf("Node servers: %w", err)
+			return nil, fmt.Errorf("the Node servers: %w", err)
 		default:
 			notes = append(notes, "Node comparison skipped: "+err.Error())
 		}
@@ -275,7 +275,7 @@ func runRooms(ctx context.Context, cfg *config, name string, round int, env *roo
 		}
 	}
 	if impl == "node" && env.redisURL == "" {
-		return nil, errors.New("Node servers need a standalone Redis")
+		return nil, errors.New("the Node servers need a standalone Redis")
 	}
 	// Started a few at a time: 12 processes at once on a small machine
 	// would only slow each other down.

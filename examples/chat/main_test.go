@@ -152,16 +152,32 @@ func TestChatStreamsRecovery(t *testing.T) {
 		if !alice.Recovered() || alice.ID() != id {
 			t.Fatalf("round %d: alice reconnected to %s with recovered=%v, id %q (was %q), want her session back", round, back, alice.Recovered(), alice.ID(), id)
 		}
-		events, err := alice.WaitFor(ctx, "chat message", len(want))
-		if err != nil {
-			t.Fatalf("round %d: alice: %v", round, err)
+		// A fence: bob sends one more message live. Once alice has it,
+		// everything replayed before it has arrived (the replay precedes her
+		// CONNECT, and bob's messages cross the stream in order).
+		fence := fmt.Sprintf("fence %d", round)
+		if err := bob.Emit("chat message", map[string]any{"name": "bob", "text": fence}); err != nil {
+			t.Fatal(err)
 		}
-		// Nothing more arrives: each missed message once.
-		time.Sleep(200 * time.Millisecond)
-		events = alice.Received("chat message")
+		sent++
 		var got []chatMessage
-		for _, ev := range events {
-			got = append(got, decodeMessage(t, ev))
+		for n := 1; ; n++ {
+			events, err := alice.WaitFor(ctx, "chat message", n)
+			if err != nil {
+				t.Fatalf("round %d: alice: %v", round, err)
+			}
+			got = got[:0]
+			done := false
+			for _, ev := range events {
+				m := decodeMessage(t, ev)
+				if done = m.Text == fence; done {
+					break
+				}
+				got = append(got, m)
+			}
+			if done {
+				break
+			}
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("round %d: alice recovered %v, want %v", round, got, want)
