@@ -751,7 +751,7 @@ func TestChannelChoice(t *testing.T) {
 	fetch := &wire.Message{Type: wire.TypeFetchSockets, RequestID: "r"}
 	answer := &wire.Message{Type: wire.TypeFetchSocketsResponse, RequestID: "r", Sockets: []wire.Socket{}}
 	sharded := func(mode SubscriptionMode) transport {
-		return &shardedTransport{b: b, mode: mode, nsps: map[string]*wire.ClusterChannels{}}
+		return &shardedTransport{b: b, mode: mode}
 	}
 	specific := &Builder{opts: Options{Key: "p", PublishOnSpecificResponseChannel: true}, uid: "me"}
 	streams := &streamsTransport{b: b, opts: StreamsOptions{StreamName: "s", StreamCount: 1, MaxLen: 10}, nsps: map[string]*streamNsp{}}

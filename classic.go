@@ -3,7 +3,6 @@ package redisadapter
 import (
 	"context"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/d38ad898/redisadapter/internal/wire"
@@ -21,12 +20,11 @@ type classicTransport struct {
 	rooms bool // Options.RoomSubscriptions
 	sub   *subscriber
 
-	mu   sync.Mutex
-	nsps map[string]*wire.ClassicChannels
+	nsps perNsp[wire.ClassicChannels]
 }
 
 func newClassicTransport(b *Builder) *classicTransport {
-	return &classicTransport{b: b, rooms: b.opts.RoomSubscriptions, sub: newSubscriber(b, false), nsps: map[string]*wire.ClassicChannels{}}
+	return &classicTransport{b: b, rooms: b.opts.RoomSubscriptions, sub: newSubscriber(b, false)}
 }
 
 func (t *classicTransport) protocol() protocol { return classicProtocol }
@@ -34,15 +32,7 @@ func (t *classicTransport) start()             { t.sub.start() }
 func (t *classicTransport) stop()              { t.sub.stop() }
 
 func (t *classicTransport) channels(nsp string) *wire.ClassicChannels {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	ch := t.nsps[nsp]
-	if ch == nil {
-		c := wire.NewClassicChannels(t.b.opts.Key, nsp, t.b.uid)
-		ch = &c
-		t.nsps[nsp] = ch
-	}
-	return ch
+	return t.nsps.get(nsp, func() wire.ClassicChannels { return wire.NewClassicChannels(t.b.opts.Key, nsp, t.b.uid) })
 }
 
 // namespaceKeys are the subscriptions of a namespace, with their routes.
@@ -80,9 +70,7 @@ func (t *classicTransport) shut(nsp string) {
 		t.sub.mu.Unlock()
 	}
 	t.sub.set(nil, remove)
-	t.mu.Lock()
-	delete(t.nsps, nsp)
-	t.mu.Unlock()
+	t.nsps.drop(nsp)
 }
 
 // syncRooms subscribes to the channels of held rooms in room-subscription

@@ -313,13 +313,19 @@ func (b *Builder) probeLoop() {
 }
 
 // sleep waits for d or until the Builder closes; it reports false on close.
-func (b *Builder) sleep(d time.Duration) bool {
+func (b *Builder) sleep(d time.Duration) bool { return sleepUnless(d, b.done, nil) }
+
+// sleepUnless waits for d; it reports false when stop or also (which may be
+// nil) is closed first.
+func sleepUnless(d time.Duration, stop, also <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
-	case <-b.done:
+	case <-stop:
+		return false
+	case <-also:
 		return false
 	}
 }

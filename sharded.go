@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 
 	"github.com/d38ad898/redisadapter/internal/wire"
 	"github.com/redis/go-redis/v9"
@@ -105,7 +104,7 @@ func NewSharded(client redis.UniversalClient, opts *ShardedOptions) *Builder {
 		b.log.Error("invalid options, using defaults for the invalid fields", slog.Any("error", err))
 	}
 	b.perRoom = so.SubscriptionMode != SubscriptionModeStatic
-	b.start(&shardedTransport{b: b, mode: so.SubscriptionMode, sub: newSubscriber(b, true), nsps: map[string]*wire.ClusterChannels{}})
+	b.start(&shardedTransport{b: b, mode: so.SubscriptionMode, sub: newSubscriber(b, true)})
 	return b
 }
 
@@ -114,8 +113,7 @@ type shardedTransport struct {
 	mode SubscriptionMode
 	sub  *subscriber
 
-	mu   sync.Mutex
-	nsps map[string]*wire.ClusterChannels
+	nsps perNsp[wire.ClusterChannels]
 }
 
 func (t *shardedTransport) protocol() protocol { return clusterProtocol }
@@ -123,15 +121,7 @@ func (t *shardedTransport) start()             { t.sub.start() }
 func (t *shardedTransport) stop()              { t.sub.stop() }
 
 func (t *shardedTransport) channels(nsp string) *wire.ClusterChannels {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	ch := t.nsps[nsp]
-	if ch == nil {
-		c := wire.NewClusterChannels(t.b.opts.Key, nsp, t.b.uid)
-		ch = &c
-		t.nsps[nsp] = ch
-	}
-	return ch
+	return t.nsps.get(nsp, func() wire.ClusterChannels { return wire.NewClusterChannels(t.b.opts.Key, nsp, t.b.uid) })
 }
 
 func (t *shardedTransport) open(nsp string) {
@@ -153,9 +143,7 @@ func (t *shardedTransport) shut(nsp string) {
 	}
 	t.sub.mu.Unlock()
 	t.sub.set(nil, remove)
-	t.mu.Lock()
-	delete(t.nsps, nsp)
-	t.mu.Unlock()
+	t.nsps.drop(nsp)
 }
 
 // subscribesTo reports whether this server subscribes to the channel of a

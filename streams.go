@@ -403,18 +403,7 @@ func (r *streamReader) read(last *string, block bool) error {
 	return nil
 }
 
-func (r *streamReader) sleep(d time.Duration) bool {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return true
-	case <-r.done:
-		return false
-	case <-r.t.b.done:
-		return false
-	}
-}
+func (r *streamReader) sleep(d time.Duration) bool { return sleepUnless(d, r.done, r.t.b.done) }
 
 // blockArg is XReadArgs.Block: BlockTime, or no BLOCK argument at all.
 func blockArg(block bool, d time.Duration) time.Duration {

@@ -313,18 +313,7 @@ func (c *subConn) close() {
 
 // sleep waits for d; it reports false when the connection or the Builder
 // closes first.
-func (c *subConn) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-c.done:
-		return false
-	case <-c.s.b.done:
-		return false
-	}
-}
+func (c *subConn) sleep(d time.Duration) bool { return sleepUnless(d, c.done, c.s.b.done) }
 
 func (c *subConn) stopped() bool { return c.s.b.isClosed() || c.isClosed() }
 

@@ -162,3 +162,32 @@ var (
 	errDropped = errors.New("redisadapter: not published: the publish queue stayed full")
 	errOwn     = errors.New("redisadapter: own frame")
 )
+
+// perNsp holds what a transport computes once per namespace (its channel
+// names), safe for concurrent use.
+type perNsp[T any] struct {
+	mu sync.Mutex
+	m  map[string]*T
+}
+
+// get returns the value of nsp, made by mk the first time.
+func (p *perNsp[T]) get(nsp string, mk func() T) *T {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if v := p.m[nsp]; v != nil {
+		return v
+	}
+	if p.m == nil {
+		p.m = map[string]*T{}
+	}
+	v := mk()
+	p.m[nsp] = &v
+	return &v
+}
+
+// drop forgets nsp.
+func (p *perNsp[T]) drop(nsp string) {
+	p.mu.Lock()
+	delete(p.m, nsp)
+	p.mu.Unlock()
+}
