@@ -56,6 +56,7 @@ var roomsMetrics = []metric{
 	{"rooms_loss_pct", "lost deliveries %", 2},
 	{"rooms_seconds", "first emit → last delivery, s", 3},
 	{"rooms_emit_per_s", "emit loop on instance 0, msgs/s", 0},
+	{"rooms_sender_cpu_us_per_msg", "instance 0's CPU µs per message emitted (whole blast)", 2},
 	{"rooms_cpu_us_per_delivery", "server CPU µs per delivery (all instances)", 2},
 	{"rooms_redis_cpu_us_per_msg", "Redis CPU µs per message (all nodes)", 2},
 	{"rooms_client_cpu_us_per_delivery", "bench clients' CPU µs per delivery", 2},
@@ -487,6 +488,12 @@ func runRooms(ctx context.Context, cfg *config, name string, round int, env *roo
 	}
 	if blast.EndNanos > blast.StartNanos {
 		m["rooms_emit_per_s"] = float64(blast.Emitted) / (float64(blast.EndNanos-blast.StartNanos) / 1e9)
+	}
+	if blast.Emitted > 0 && stats0[0].CPUMicros >= 0 && stats1[0].CPUMicros >= 0 {
+		// What the sender pays per message (emits, publishes, its own
+		// frames and local deliveries), whatever share of the CPUs the
+		// other instances leave it.
+		m["rooms_sender_cpu_us_per_msg"] = float64(stats1[0].CPUMicros-stats0[0].CPUMicros) / float64(blast.Emitted)
 	}
 	var perMsg []float64
 	for i := range insts {
