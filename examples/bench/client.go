@@ -153,6 +153,9 @@ func dialClient(ctx context.Context, hostPort, room string, inst int) (*benchCli
 	}
 }
 
+// pongDelay is how long a client waits before answering a ping (see handle).
+const pongDelay = 5 * time.Millisecond
+
 func (c *benchClient) write(s string) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -228,7 +231,13 @@ func (c *benchClient) handle(frame []byte, now int64) {
 			close(c.opened)
 		}
 	case '2': // ping
-		go func() { _ = c.write("3") }() // never block the read loop on a write
+		// Answered after a few milliseconds: engine.io v2.5.0 writes its ping
+		// and only then arms the ping timeout (engine/socket.go,
+		// schedulePing), so a pong that arrives in between, as it can on
+		// loopback, clears the old timer and the new one closes the
+		// connection with "ping timeout" 20s later. Never block the read
+		// loop on a write.
+		time.AfterFunc(pongDelay, func() { _ = c.write("3") })
 	case '4': // message: a Socket.IO packet
 		c.handlePacket(frame[1:], now)
 	}

@@ -43,6 +43,9 @@ const (
 	ReasonTransportClose = "transport close"
 )
 
+// pongDelay is how long the client waits before answering a ping.
+const pongDelay = 5 * time.Millisecond
+
 // writeTimeout bounds every write to the WebSocket connection.
 const writeTimeout = 10 * time.Second
 
@@ -860,9 +863,17 @@ func (c *Client) handleText(data []byte) bool {
 		c.state = stateProbing
 		close(c.opened)
 	case eioPing:
-		if err := c.writeText(eioPong, string(payload)); err != nil {
-			c.recordErr(fmt.Errorf("sioclient: answering ping: %w", err))
-		}
+		// Answered after a few milliseconds, off the read loop: engine.io
+		// v2.5.0 writes its ping and only then arms the ping timeout
+		// (engine/socket.go, schedulePing), so a pong arriving in between,
+		// as it can on loopback, clears the old timer and the new one
+		// closes the connection with "ping timeout" later.
+		p := string(payload)
+		time.AfterFunc(pongDelay, func() {
+			if err := c.writeText(eioPong, p); err != nil && !c.isDisconnected() {
+				c.recordErr(fmt.Errorf("sioclient: answering ping: %w", err))
+			}
+		})
 	case eioClose:
 		return true
 	case eioPong, eioUpgrade, eioNoop:
