@@ -28,7 +28,7 @@ type goServer struct {
 	nsps    []string
 	io      *socket.Server
 	builder *redisadapter.Builder
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	http    *httptest.Server
 
 	mu          sync.Mutex
@@ -65,10 +65,14 @@ func startGoServer(name string, e *env) *goServer {
 	g := &goServer{
 		name:        name,
 		nsps:        e.namespaces,
-		rdb:         redis.NewClient(&redis.Options{Addr: e.redisAddr, ClientName: e.key + "-" + name}),
 		ready:       map[string]bool{},
 		listeners:   map[string]*listener{},
 		connections: map[string][]connection{},
+	}
+	if len(e.clusterAddrs) > 0 {
+		g.rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: e.clusterAddrs, ClientName: e.key + "-" + name})
+	} else {
+		g.rdb = redis.NewClient(&redis.Options{Addr: e.redisAddr, ClientName: e.key + "-" + name})
 	}
 	g.builder = e.spec.goAdapter(g.rdb, e.key)
 	opts := socket.DefaultServerOptions()

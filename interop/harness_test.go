@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/d38ad898/redisadapter"
+	"github.com/d38ad898/redisadapter/internal/testkit"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -80,11 +81,15 @@ type clusterSpec struct {
 	suite string // for logs: "classic (Go: pattern)"
 	// redis is the redis-server to use; nil starts one for the cluster.
 	redis *redisServer
+	// redisCluster runs the cluster on a Redis Cluster of three masters of
+	// its own instead (testkit.StartRedisCluster): the Go servers on a
+	// go-redis ClusterClient, the Node servers on node-redis createCluster.
+	redisCluster bool
 	// namespaces of every server; default "/" and "/custom".
 	namespaces []string
 	// goAdapter builds the adapter of a Go server on its Redis client, with
 	// the cluster's key.
-	goAdapter func(rdb *redis.Client, key string) *redisadapter.Builder
+	goAdapter func(rdb redis.UniversalClient, key string) *redisadapter.Builder
 	// goRecovery turns on the Go servers' connection state recovery
 	// (Node's defaults: 2 minutes, middlewares skipped).
 	goRecovery bool
@@ -113,6 +118,10 @@ type env struct {
 	redis      *redisServer
 	redisAddr  string
 	rdb        *redis.Client
+	// clusterAddrs are the masters of the Redis Cluster (redisCluster), and
+	// masters a plain client of each; redisAddr and rdb are then the first.
+	clusterAddrs []string
+	masters      []*redis.Client
 	key        string
 	namespaces []string
 	servers    []*server // go-0, go-1, node-0, node-1
@@ -149,6 +158,9 @@ func checkPrerequisites() (map[string]string, error) {
 	}
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		problems = append(problems, "redis-server is not in PATH: install Redis (e.g. apt-get install redis-server)")
+	}
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		problems = append(problems, "redis-cli is not in PATH (it creates the Redis Cluster): install Redis (e.g. apt-get install redis-server redis-tools)")
 	}
 	versions := map[string]string{}
 	var missing, wrong []string
@@ -227,14 +239,21 @@ func startCluster(t testing.TB, spec clusterSpec) *env {
 	if err != nil {
 		t.Fatalf("interop prerequisites: %v", err)
 	}
-	if spec.redis == nil {
-		spec.redis = startRedis(t)
-	}
 	if spec.namespaces == nil {
 		spec.namespaces = []string{"/", "/custom"}
 	}
-	e := &env{spec: spec, redis: spec.redis, redisAddr: spec.redis.addr, rdb: spec.redis.rdb,
-		key: "interop-" + randHex(4), namespaces: spec.namespaces, versions: versions}
+	e := &env{spec: spec, key: "interop-" + randHex(4), namespaces: spec.namespaces, versions: versions}
+	if spec.redisCluster {
+		rc := testkit.StartRedisCluster(t, 3, 0)
+		e.clusterAddrs = rc.MasterAddrs(t)
+		e.masters = rc.MasterClients(t)
+		e.redisAddr, e.rdb = e.clusterAddrs[0], e.masters[0]
+	} else {
+		if spec.redis == nil {
+			spec.redis = startRedis(t)
+		}
+		e.redis, e.redisAddr, e.rdb = spec.redis, spec.redis.addr, spec.redis.rdb
+	}
 	t.Cleanup(e.close)
 
 	for i := 0; i < 2; i++ {
@@ -258,6 +277,9 @@ func startCluster(t testing.TB, spec clusterSpec) *env {
 			name := fmt.Sprintf("node-%d", i)
 			env := append([]string{"PORT=0", "REDIS_URL=redis://" + e.redisAddr, "KEY=" + e.key, "NAME=" + name,
 				"NAMESPACES=" + strings.Join(e.namespaces, ",")}, spec.nodeEnv(e)...)
+			if len(e.clusterAddrs) > 0 {
+				env = append(env, "CLUSTER_NODES="+strings.Join(e.clusterAddrs, ","))
+			}
 			procs[i].p, procs[i].err = startProc(name, "node", env, true, spec.nodeScript)
 		}()
 	}
@@ -299,8 +321,8 @@ func numSubReady(channel func(e *env, nsp string) string, sharded bool) func(e *
 			var n int64
 			if sharded {
 				n = e.shardNumSub(ch)
-			} else if m, err := e.rdb.PubSubNumSub(context.Background(), ch).Result(); err == nil {
-				n = m[ch]
+			} else {
+				n = e.numSub(ch)
 			}
 			if n != int64(len(e.servers)) {
 				return false, fmt.Sprintf("%d servers subscribed to %s, want %d", n, ch, len(e.servers))
@@ -324,7 +346,11 @@ func (e *env) describe() string {
 	for _, s := range e.servers {
 		names = append(names, s.name+"="+s.url)
 	}
-	return fmt.Sprintf("redis %s, key %q, servers %s; %s", e.redisAddr, e.key, strings.Join(names, " "), strings.Join(parts, ", "))
+	where := "redis " + e.redisAddr
+	if len(e.clusterAddrs) > 0 {
+		where = "Redis Cluster " + strings.Join(e.clusterAddrs, " ")
+	}
+	return fmt.Sprintf("%s, key %q, servers %s; %s", where, e.key, strings.Join(names, " "), strings.Join(parts, ", "))
 }
 
 // close stops everything the cluster started (not its redis-server, which
@@ -357,12 +383,42 @@ func (e *env) logs() string {
 	return b.String()
 }
 
-func (e *env) shardNumSub(channel string) int64 {
-	m, err := e.rdb.PubSubShardNumSub(context.Background(), channel).Result()
-	if err != nil {
-		return -1
+// nodes are plain clients of the Redis nodes a subscription may live on:
+// every master of a Redis Cluster, or the one redis-server.
+func (e *env) nodes() []*redis.Client {
+	if len(e.masters) > 0 {
+		return e.masters
 	}
-	return m[channel]
+	return []*redis.Client{e.rdb}
+}
+
+// numSub is PUBSUB NUMSUB of channel, summed over the nodes (a subscriber
+// of a Redis Cluster is counted only by the node it is connected to); -1 on
+// an error.
+func (e *env) numSub(channel string) int64 {
+	var n int64
+	for _, c := range e.nodes() {
+		m, err := c.PubSubNumSub(context.Background(), channel).Result()
+		if err != nil {
+			return -1
+		}
+		n += m[channel]
+	}
+	return n
+}
+
+// shardNumSub is PUBSUB SHARDNUMSUB of channel, summed over the nodes (only
+// the master of the channel's slot counts its subscribers); -1 on an error.
+func (e *env) shardNumSub(channel string) int64 {
+	var n int64
+	for _, c := range e.nodes() {
+		m, err := c.PubSubShardNumSub(context.Background(), channel).Result()
+		if err != nil {
+			return -1
+		}
+		n += m[channel]
+	}
+	return n
 }
 
 // suiteTest is one test of a suite's table, run on the suite's cluster.
@@ -802,7 +858,23 @@ func (e *env) uniq(prefix string) string {
 // server. Each server delivers in the order it emits (locally and through
 // Redis), so after the fence every client has everything the servers emitted
 // before it.
+//
+// On a Redis Cluster the fence runs twice: node-redis createCluster sends a
+// PUBLISH (a command without a key) to a node it picks for each command, so
+// a Node server's broadcast and its fence cross the cluster bus on different
+// paths and may arrive in either order (a Go server sends all its publishes
+// through one node and keeps its order). The second
+// round starts after every client has the first, a full round trip after
+// anything published before it reached the node it went through.
 func (e *env) fence(t testing.TB, cs []*client) {
+	t.Helper()
+	e.fenceOnce(t, cs)
+	if len(e.clusterAddrs) > 0 {
+		e.fenceOnce(t, cs)
+	}
+}
+
+func (e *env) fenceOnce(t testing.TB, cs []*client) {
 	t.Helper()
 	id := e.uniq("fence")
 	nsps := map[string]bool{}

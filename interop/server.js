@@ -8,6 +8,9 @@
 //   KEY / --key                          the adapter's `key` option (default "socket.io")
 //   REQUESTS_TIMEOUT / --requests-timeout  the adapter's `requestsTimeout`, in ms (default 5000)
 //   NAME / --name                        a name for logs and for the control API's answers
+//   CLUSTER_NODES                        host:port,host:port,... of a Redis Cluster: the clients
+//                                        are node-redis createCluster clients of these nodes
+//                                        (REDIS_URL is then ignored)
 //
 // Once the adapter is set up and the server listens, it prints one line
 // "LISTENING <port>" on stdout.
@@ -37,7 +40,7 @@
 const http = require("node:http");
 const { Server } = require("socket.io");
 const { createAdapter } = require("@socket.io/redis-adapter");
-const { createClient } = require("redis");
+const { createClient, createCluster } = require("redis");
 
 function config() {
   const cfg = {
@@ -130,7 +133,10 @@ async function main() {
   const cfg = config();
   const log = (...a) => console.error(`[${cfg.name}]`, ...a);
 
-  const pubClient = createClient({ url: cfg.redisUrl });
+  const clusterNodes = (process.env.CLUSTER_NODES || "").split(",").filter(Boolean);
+  const pubClient = clusterNodes.length
+    ? createCluster({ rootNodes: clusterNodes.map((n) => ({ url: `redis://${n}` })) })
+    : createClient({ url: cfg.redisUrl });
   const subClient = pubClient.duplicate();
   pubClient.on("error", (err) => log("redis pub client error:", err.message));
   subClient.on("error", (err) => log("redis sub client error:", err.message));

@@ -45,20 +45,30 @@ func roomSubscribers(mode string, holders int) int {
 func TestSharded(t *testing.T) {
 	for _, mode := range []string{"dynamic", "static", "dynamic-private"} {
 		t.Run(mode, func(t *testing.T) {
-			e := startCluster(t, clusterSpec{
-				suite: "sharded (" + mode + ")",
-				goAdapter: func(rdb *redis.Client, key string) *redisadapter.Builder {
-					return redisadapter.NewSharded(rdb, &redisadapter.ShardedOptions{
-						Options:          redisadapter.Options{Key: key, RequestsTimeout: 5 * time.Second}, // Node's fixed value
-						SubscriptionMode: redisadapter.SubscriptionMode(mode),
-					})
-				},
-				nodeScript: "sharded-server.js",
-				nodeEnv:    func(*env) []string { return []string{"SUBSCRIPTION_MODE=" + mode} },
-				ready:      numSubReady(func(e *env, nsp string) string { return e.key + "#" + nsp + "#" }, true),
-			})
-			testShardedInterop(t, e, mode)
+			testShardedInterop(t, startCluster(t, shardedSpec(mode, false)), mode)
 		})
+	}
+}
+
+// shardedSpec is the sharded cluster in one subscription mode, on a
+// redis-server or on a Redis Cluster.
+func shardedSpec(mode string, redisCluster bool) clusterSpec {
+	suite := "sharded (" + mode + ")"
+	if redisCluster {
+		suite += " on a Redis Cluster"
+	}
+	return clusterSpec{
+		suite:        suite,
+		redisCluster: redisCluster,
+		goAdapter: func(rdb redis.UniversalClient, key string) *redisadapter.Builder {
+			return redisadapter.NewSharded(rdb, &redisadapter.ShardedOptions{
+				Options:          redisadapter.Options{Key: key, RequestsTimeout: 5 * time.Second}, // Node's fixed value
+				SubscriptionMode: redisadapter.SubscriptionMode(mode),
+			})
+		},
+		nodeScript: "sharded-server.js",
+		nodeEnv:    func(*env) []string { return []string{"SUBSCRIPTION_MODE=" + mode} },
+		ready:      numSubReady(func(e *env, nsp string) string { return e.key + "#" + nsp + "#" }, true),
 	}
 }
 

@@ -35,7 +35,7 @@ func streamsSpec(r *redisServer, suite string, count int, nsps []string) cluster
 		suite:      suite,
 		redis:      r,
 		namespaces: nsps,
-		goAdapter: func(rdb *redis.Client, key string) *redisadapter.Builder {
+		goAdapter: func(rdb redis.UniversalClient, key string) *redisadapter.Builder {
 			return redisadapter.NewStreams(rdb, &redisadapter.StreamsOptions{
 				Options:          redisadapter.Options{Key: key, RequestsTimeout: requestsTimeout},
 				StreamName:       key,
