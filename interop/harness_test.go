@@ -114,21 +114,21 @@ type clusterSpec struct {
 
 // env is one test cluster.
 type env struct {
-	spec       clusterSpec
-	redis      *redisServer
-	redisAddr  string
-	rdb        *redis.Client
+	spec      clusterSpec
+	redis     *redisServer
+	redisAddr string
+	rdb       *redis.Client
 	// clusterAddrs are the masters of the Redis Cluster (redisCluster), and
 	// masters a plain client of each; redisAddr and rdb are then the first.
 	clusterAddrs []string
 	masters      []*redis.Client
-	key        string
-	namespaces []string
-	servers    []*server // go-0, go-1, node-0, node-1
-	clients    *proc
-	clientURL  string
-	seq        atomic.Int64
-	versions   map[string]string
+	key          string
+	namespaces   []string
+	servers      []*server // go-0, go-1, node-0, node-1
+	clients      *proc
+	clientURL    string
+	seq          atomic.Int64
+	versions     map[string]string
 }
 
 // redisServer is a redis-server process of the suite, on a free loopback
