@@ -396,23 +396,19 @@ func (e *env) nodes() []*redis.Client {
 // of a Redis Cluster is counted only by the node it is connected to); -1 on
 // an error.
 func (e *env) numSub(channel string) int64 {
-	var n int64
-	for _, c := range e.nodes() {
-		m, err := c.PubSubNumSub(context.Background(), channel).Result()
-		if err != nil {
-			return -1
-		}
-		n += m[channel]
-	}
-	return n
+	return e.sumOverNodes(channel, (*redis.Client).PubSubNumSub)
 }
 
 // shardNumSub is PUBSUB SHARDNUMSUB of channel, summed over the nodes (only
 // the master of the channel's slot counts its subscribers); -1 on an error.
 func (e *env) shardNumSub(channel string) int64 {
+	return e.sumOverNodes(channel, (*redis.Client).PubSubShardNumSub)
+}
+
+func (e *env) sumOverNodes(channel string, count func(*redis.Client, context.Context, ...string) *redis.MapStringIntCmd) int64 {
 	var n int64
 	for _, c := range e.nodes() {
-		m, err := c.PubSubShardNumSub(context.Background(), channel).Result()
+		m, err := count(c, context.Background(), channel).Result()
 		if err != nil {
 			return -1
 		}
