@@ -77,7 +77,7 @@ func (a *busAdapter) ServerCount() int64 {
 }
 
 func (a *busAdapter) Broadcast(p *parser.Packet, opts *socket.BroadcastOptions) {
-	a.Adapter.Broadcast(p, opts)
+	a.deliver(p, opts)
 	if opts != nil && opts.Flags != nil && opts.Flags.Local {
 		return
 	}
@@ -95,7 +95,29 @@ func (a *busAdapter) Broadcast(p *parser.Packet, opts *socket.BroadcastOptions) 
 	}
 	a.b.bus.mu.Unlock()
 	for _, pa := range peers {
-		pa.Adapter.Broadcast(p, opts)
+		pa.deliver(p, opts)
+	}
+}
+
+// deliver writes p to the adapter's sockets that opts selects. It does not
+// call the in-memory adapter's Broadcast: that attaches a pre-encoded
+// WebSocket frame to the packet, and engine.io v2.5.0 writes only the first
+// of several queued packets carrying one (see the README), so two broadcasts
+// in a row to one client would lose the second.
+func (a *busAdapter) deliver(p *parser.Packet, opts *socket.BroadcastOptions) {
+	if opts == nil {
+		opts = &socket.BroadcastOptions{}
+	}
+	ids := a.Sockets(opts.Rooms)
+	if opts.Except != nil && opts.Except.Len() > 0 {
+		ids.Delete(a.Sockets(opts.Except).Keys()...)
+	}
+	p.Nsp = a.Nsp().Name()
+	encoded := a.Nsp().Server().Encoder().Encode(p)
+	for _, id := range ids.Keys() {
+		if s, ok := a.Nsp().Sockets().Load(id); ok {
+			s.Client().WriteToEngine(encoded, &socket.WriteOptions{})
+		}
 	}
 }
 
