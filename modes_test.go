@@ -73,10 +73,15 @@ func modeStreams(configure ...func(*StreamsOptions)) testkit.Mode {
 			}
 			return NewStreams(rdb, &o)
 		},
+		// Besides the response channel, the stream reader must know where
+		// the stream ends: it reads from there, so a broadcast written
+		// before would never reach this server. Every namespace of a test
+		// shares one stream and one reader, whose first success makes the
+		// adapter connected.
 		Ready: func(c *testkit.Cluster, a socket.Adapter) bool {
 			ad := a.(*Adapter)
 			ch := wire.NewClusterChannels(c.Key, ad.name, ad.b.uid)
-			return testkit.NumSub(c.Masters, ch.Private) == 1
+			return ad.b.State() == StateConnected && testkit.NumSub(c.Masters, ch.Private) == 1
 		},
 	}
 }
