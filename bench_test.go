@@ -3,6 +3,7 @@ package redisadapter
 import (
 	"context"
 	"os"
+	"strconv"
 	"testing"
 
 	"github.com/d38ad898/redisadapter/internal/testkit"
@@ -131,5 +132,42 @@ func BenchmarkServerCount(b *testing.B) {
 		if _, err := bd.serverCount(context.Background(), "/"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkBroadcastRemoteRoomCluster is BenchmarkBroadcastRemoteRoom on a
+// 3-master Redis Cluster, round-robin over 120 rooms held by the other
+// server (the rooms' channels spread over the masters in sharded mode).
+// Run it with -cpuprofile to see the publisher's share as well.
+func BenchmarkBroadcastRemoteRoomCluster(b *testing.B) {
+	env := testkit.ClusterEnv(b, 3)
+	for _, m := range []testkit.Mode{modeClassic(), modeSharded(SubscriptionModeDynamic)} {
+		b.Run(m.Name, func(b *testing.B) {
+			key := testkit.UniqueKey(b)
+			sender := testkit.NewNode(b, m.New(env.Client(b), key))
+			receiver := testkit.NewNode(b, m.New(env.Client(b), key))
+			_, s := receiver.Connect(b, "/")
+			const rooms = 120
+			opts := make([]*socket.BroadcastOptions, rooms)
+			for i := range opts {
+				r := socket.Room("room-" + strconv.Itoa(i))
+				s.Join(r)
+				opts[i] = &socket.BroadcastOptions{Rooms: types.NewSet(r)}
+			}
+			bs := sender.B.(*Builder)
+			testkit.WaitFor(b, "two servers", func() bool { return sender.Ns("/").Adapter().ServerCount() == 2 })
+			a := sender.Ns("/").Adapter().(*Adapter)
+			before := bs.Stats()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				a.Broadcast(&parser.Packet{Type: parser.EVENT, Data: chatData}, opts[i%rooms])
+			}
+			testkit.WaitFor(b, "queue drained", func() bool { return bs.Stats().QueueLength == 0 })
+			b.StopTimer()
+			after := bs.Stats()
+			b.ReportMetric(float64(after.Published-before.Published)/b.Elapsed().Seconds(), "published/s")
+			b.ReportMetric(float64(after.PublishDropped-before.PublishDropped), "dropped")
+		})
 	}
 }
