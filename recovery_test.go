@@ -433,14 +433,15 @@ func TestRecoveryHostileEntries(t *testing.T) {
 		}
 	}
 	base := xlen(t, c, stream)
-	for _, e := range hostileEntries() {
+	entries := hostileEntries()
+	for _, e := range entries {
 		add(e...)
 	}
 	c.Ns(1, "/").Emit("m", "good")
 	// "good" must be in the stream before the restore reads it: the
 	// publisher writes it asynchronously, and a restore that runs first
 	// leaves it to the local queue, unordered with node 0's "after".
-	waitXLen(t, c, stream, base+int64(len(hostileEntries()))+1)
+	waitXLen(t, c, stream, base+int64(len(entries))+1)
 	// B's reader counts them first (see TestStreamsHostileEntries); then
 	// the restore meets them again.
 	b := builderOf(c, 1)
