@@ -297,6 +297,13 @@ func FuzzRawJSON(f *testing.F) {
 				t.Fatalf("%x: MarshalJSON %s, %v; encoding/json %s, %v", b, got, gerr, want, werr)
 			}
 			if gerr == nil && !sameJSONText(got, want) {
+				if _, ambiguous := fixUTF8(v); ambiguous {
+					// Keys that differ only in invalid bytes become one
+					// JSON key: MarshalJSON writes the entries in
+					// MessagePack order (a reader keeps the last, as
+					// Node's decoder does), encoding/json sorts them.
+					return
+				}
 				t.Fatalf("%x:\n got %s\nwant %s", b, got, want)
 			}
 		} else if got, err := raw.MarshalJSON(); err == nil {

@@ -16,7 +16,9 @@ import (
 // in the sender's order) and is written back unchanged to MessagePack.
 // Arguments that hold binary are always decoded instead, so that the server
 // sends the binary as attachments. A map with a key given twice is written
-// with both entries (JSON readers keep the last, as Value does).
+// with both entries (JSON readers keep the last, as Value does); so are two
+// keys that differ only in invalid UTF-8 bytes, which both become U+FFFD in
+// JSON (a reader keeps the later one; encoding/json would sort them).
 type RawMsgpack struct {
 	b   string
 	bin bool
